@@ -1,0 +1,76 @@
+"""Argument checking shared by every op: arrays, dtypes, integer tuples, padding."""
+from __future__ import annotations
+
+import numbers
+from typing import Tuple, Union
+
+import numpy as np
+
+from ._errors import fail, type_fail
+from ._window import PADDING_WORDS
+
+FLOAT_TYPES = (np.float16, np.float32, np.float64)
+INT_TYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
+
+
+def as_input(op: str, x, *, integers: bool) -> np.ndarray:
+    """``x`` as an ndarray of a supported dtype; never copied when it already is one."""
+    if isinstance(x, (str, bytes)):
+        type_fail(op, f"x must be an array, got {type(x).__name__}")
+    try:
+        array = np.asarray(x)
+    except Exception as error:  # ragged lists and other things NumPy refuses
+        type_fail(op, f"x could not be read as an array ({error})")
+    dtype = array.dtype
+    if dtype.type in FLOAT_TYPES or (integers and dtype.type in INT_TYPES):
+        return array
+    allowed = "float16, float32 or float64"
+    if integers:
+        allowed += ", or an integer type"
+    hint = "convert with x.astype(np.float32)" if dtype.kind in "iub" else None
+    type_fail(op, f"x has dtype {dtype}, which is not supported; use {allowed}", hint)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def int_tuple(op: str, name: str, value, rank: int, minimum: int = 1) -> Tuple[int, ...]:
+    """An int or a length-``rank`` sequence of ints, each at least ``minimum``."""
+    items = (value,) * rank if _is_int(value) else value
+    if not isinstance(items, (tuple, list)) or not all(_is_int(v) for v in items):
+        type_fail(op, f"{name}={value!r} must be an int or a tuple of {rank} ints")
+    if len(items) != rank:
+        fail(op, f"{name}={value!r} must have {rank} entries, one per spatial dim")
+    if any(v < minimum for v in items):
+        fail(op, f"{name}={value!r} must be at least {minimum}")
+    return tuple(int(v) for v in items)
+
+
+def padding_arg(op: str, value, rank: int, kernel: Tuple[int, ...],
+                ceil_mode: bool = False) -> Union[str, Tuple[int, ...]]:
+    """Explicit padding (at most half the kernel, as PyTorch) or one of the padding words."""
+    if isinstance(value, str):
+        if value not in PADDING_WORDS:
+            fail(op, f"padding={value!r} is not a padding word", "use 'valid', 'same' or ints")
+        if ceil_mode:
+            fail(op, f"ceil_mode=True cannot be combined with padding={value!r}")
+        return value
+    pads = int_tuple(op, "padding", value, rank, minimum=0)
+    for pad, k in zip(pads, kernel):
+        if pad > k // 2:
+            fail(op, f"padding={value!r} must be at most half of kernel_size="
+                 f"{kernel if len(set(kernel)) > 1 else kernel[0]}")
+    return pads
+
+
+def choice(op: str, name: str, value, options) -> str:
+    if not isinstance(value, str) or value not in options:
+        fail(op, f"{name}={value!r} is not one of {', '.join(map(repr, options))}")
+    return value
+
+
+def flag(op: str, name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        type_fail(op, f"{name}={value!r} must be True or False")
+    return bool(value)

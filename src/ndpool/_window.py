@@ -1,0 +1,198 @@
+"""Window geometry: the one place that turns pooling arguments into output sizes and taps.
+
+Every op reduces to, per spatial dim, a table of windows: where each window's first
+in-bounds tap sits, how many in-bounds taps it has, the step between taps and the
+divisor an average uses. Backends receive these tables and plain integers; they never
+re-derive sizes, padding or ceil_mode themselves.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from ._errors import fail
+
+Ints = Tuple[int, ...]
+
+#: the padding words (TensorFlow's rule for "same": out = ceil(in / stride), odd cell at the end)
+PADDING_WORDS = ("valid", "same")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """Windows along one spatial dim, as tables the backends read directly.
+
+    ``first[p, o]`` is the input position of window ``o``'s first in-bounds tap (``p``
+    indexes planes for fractional pooling, else it has length 1), ``count[p, o]`` the
+    number of in-bounds taps, ``step`` the distance between taps, ``skip[o]`` how many
+    taps of the full kernel fall before ``first`` (in the padding) and ``divisor[o]`` the
+    per-dim factor of an average's divisor.
+    """
+
+    first: np.ndarray
+    count: np.ndarray
+    step: int
+    skip: np.ndarray
+    divisor: np.ndarray
+
+    @property
+    def out(self) -> int:
+        return self.first.shape[-1]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Frozen geometry of one pooling call over 1 to 3 spatial dims.
+
+    ``kernel``, ``stride``, ``dilation``, ``pad_lo`` and ``pad_hi`` are set for regular
+    (sliding) windows; adaptive and fractional windows leave ``stride`` as ``None`` and
+    carry their tables in ``axes`` only. ``pad_hi`` is the padding the last window
+    actually reaches on the right, ceil_mode overhang included.
+    """
+
+    in_size: Ints
+    out_size: Ints
+    kernel: Ints
+    stride: Optional[Ints]
+    dilation: Ints
+    pad_lo: Ints
+    pad_hi: Ints
+    axes: Tuple[Axis, ...]
+
+    def __hash__(self) -> int:  # arrays in `axes` are derived from the other fields
+        return hash((self.in_size, self.out_size, self.kernel, self.stride,
+                     self.dilation, self.pad_lo, self.pad_hi))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Window) and hash(self) == hash(other) and all(
+            np.array_equal(a.first, b.first) for a, b in zip(self.axes, other.axes))
+
+    @property
+    def rank(self) -> int:
+        return len(self.in_size)
+
+    @property
+    def regular(self) -> bool:
+        """Sliding windows with one stride (not adaptive, not fractional)."""
+        return self.stride is not None
+
+    @property
+    def volume(self) -> int:
+        return math.prod(self.kernel)
+
+    def divisor(self) -> np.ndarray:
+        """The average's divisor for every output position, shape ``out_size``."""
+        result = np.ones((), dtype=np.float64)
+        for axis in self.axes:
+            result = np.multiply.outer(result, axis.divisor)
+        return result
+
+
+def _axis(first, count, step, skip, divisor) -> Axis:
+    as_table = lambda a: np.ascontiguousarray(np.atleast_2d(np.asarray(a, dtype=np.int64)))
+    return Axis(first=as_table(first), count=as_table(count), step=int(step),
+                skip=np.asarray(skip, dtype=np.int64),
+                divisor=np.asarray(divisor, dtype=np.float64))
+
+
+def _sliding_axis(size, out, kernel, stride, dilation, pad_lo, count_lo, count_hi) -> Axis:
+    """Taps of windows starting at ``o*stride - pad_lo``, clipped to the input."""
+    start = np.arange(out, dtype=np.int64) * stride - pad_lo
+    skip = np.clip(np.where(start < 0, -(start // dilation), 0), 0, kernel)  # ceil(-start/d)
+    last = np.minimum(kernel - 1, (size - 1 - start) // dilation)
+    count = np.maximum(last - skip + 1, 0)
+    first = start + skip * dilation
+    divisor = np.minimum(start + kernel, count_hi) - np.maximum(start, count_lo)
+    return _axis(first, count, dilation, skip, divisor)
+
+
+def _torch_out_size(size, kernel, stride, pad, dilation, ceil_mode) -> int:
+    extent = dilation * (kernel - 1) + 1
+    span = size + 2 * pad - extent + (stride - 1 if ceil_mode else 0)
+    out = span // stride + 1
+    # PyTorch's correction: the last window must start inside the input or the left pad.
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def sliding_window(op: str, in_size: Ints, kernel: Ints, stride: Ints, padding,
+                   dilation: Ints, ceil_mode: bool, count_include_pad: bool) -> Window:
+    """Geometry of a max/min/avg/lp pool; ``padding`` is a tuple of ints or a word."""
+    outs, lows, highs, axes = [], [], [], []
+    for dim, size in enumerate(in_size):
+        k, s, d = kernel[dim], stride[dim], dilation[dim]
+        extent = d * (k - 1) + 1
+        if padding == "same":
+            out = -(-size // s)
+            total = max((out - 1) * s + extent - size, 0)
+            lo, count_lo, count_hi = total // 2, 0, size
+        else:
+            lo = 0 if padding == "valid" else padding[dim]
+            out = _torch_out_size(size, k, s, lo, d, ceil_mode)
+            count_lo, count_hi = (-lo, size + lo) if count_include_pad else (0, size)
+        if out < 1:
+            fail(op, f"kernel_size={kernel} with dilation={dilation} does not fit in the "
+                 f"input of spatial size {in_size} with padding={padding!r}",
+                 "the output would be empty")
+        hi = (out - 1) * s + extent - size - lo
+        outs.append(out), lows.append(lo), highs.append(max(hi, 0))
+        axes.append(_sliding_axis(size, out, k, s, d, lo, count_lo, count_hi))
+    return Window(tuple(in_size), tuple(outs), tuple(kernel), tuple(stride),
+                  tuple(dilation), tuple(lows), tuple(highs), tuple(axes))
+
+
+@functools.lru_cache(maxsize=256)
+def adaptive_window(in_size: Ints, out_size: Ints) -> Window:
+    """Windows from floor(o*in/out) to ceil((o+1)*in/out), as PyTorch's adaptive pools."""
+    axes = []
+    for size, out in zip(in_size, out_size):
+        o = np.arange(out, dtype=np.int64)
+        start = (o * size) // out
+        end = -((-(o + 1) * size) // out)
+        axes.append(_axis(start, end - start, 1, np.zeros(out), end - start))
+    kernel = tuple(int(a.count.max()) for a in axes)
+    ones = (1,) * len(in_size)
+    return Window(tuple(in_size), tuple(out_size), kernel, None, ones,
+                  (0,) * len(in_size), (0,) * len(in_size), tuple(axes))
+
+
+def fractional_intervals(samples: np.ndarray, size: int, out: int, kernel: int) -> np.ndarray:
+    """PyTorch's pseudo-random window starts, computed in the samples' own float type.
+
+    ``samples`` has one entry per plane; the result has shape (planes, out).
+    """
+    dtype = samples.dtype.type
+    starts = np.empty((samples.shape[0], out), dtype=np.int64)
+    if out > 1:
+        alpha = dtype(size - kernel) / dtype(out - 1)
+        i = np.arange(out - 1).astype(samples.dtype)
+        with np.errstate(over="ignore"):
+            moved = ((i[None, :] + samples[:, None]) * alpha).astype(np.int64)
+            base = (samples * alpha).astype(np.int64)
+        starts[:, :-1] = moved - base[:, None]
+    starts[:, -1] = size - kernel
+    return starts
+
+
+def fractional_window(in_size: Ints, out_size: Ints, kernel: Ints,
+                      samples: np.ndarray) -> Window:
+    """Windows of fixed size whose starts follow PyTorch's fractional interval sequence.
+
+    ``samples`` has shape (planes, rank); as in PyTorch, entry 0 drives the last spatial
+    dim for 2-D pooling, and entries follow the dims in order for 3-D pooling.
+    """
+    rank = len(in_size)
+    order = [1, 0] if rank == 2 else list(range(rank))
+    axes = []
+    for dim, (size, out, k) in enumerate(zip(in_size, out_size, kernel)):
+        first = fractional_intervals(samples[:, order[dim]], size, out, k)
+        axes.append(_axis(first, np.full_like(first, k), 1, np.zeros(out), np.full(out, k)))
+    ones = (1,) * rank
+    return Window(tuple(in_size), tuple(out_size), tuple(kernel), None, ones,
+                  (0,) * rank, (0,) * rank, tuple(axes))

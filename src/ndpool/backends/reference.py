@@ -1,0 +1,179 @@
+"""The reference backend: pure NumPy, written to be read, and the oracle for the core.
+
+Every window is gathered with one fancy-indexing step from the per-dim tap tables of
+``Window``, so regular, adaptive and fractional windows share all the code below:
+forward is "gather, fill the out-of-bounds taps with the identity, reduce the trailing
+axis", and every backward rule is "weight each gathered tap, scatter-add it back".
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from .._window import Axis
+
+name = "reference"
+
+
+# ---------------------------------------------------------------- gathering windows
+def _tables(axes: Sequence[Axis], spatial: Tuple[int, int, int]):
+    """Where every window's taps are: flat per-plane positions and in-bounds mask.
+
+    Both have shape (P', oD, oH, oW, kD*kH*kW), P' being 1 unless the windows differ per
+    plane (fractional pooling); taps in the padding point at a valid cell and are masked.
+    """
+    index, valid = [], []
+    for dim, axis in enumerate(axes):
+        taps = np.arange(max(int(axis.count.max()), 1))
+        pos = axis.first[:, :, None] + axis.step * taps              # (P', out, K)
+        ok = taps < axis.count[:, :, None]
+        shape = [pos.shape[0], 1, 1, 1, 1, 1, 1]
+        shape[1 + dim], shape[4 + dim] = pos.shape[1], pos.shape[2]
+        index.append(np.where(ok, pos, axis.first[:, :, None]).reshape(shape))
+        valid.append(ok.reshape(shape))
+    d, h, w = index
+    flat, mask = np.broadcast_arrays((d * spatial[1] + h) * spatial[2] + w,
+                                     valid[0] & valid[1] & valid[2])
+    shape = flat.shape[:4] + (-1,)
+    return flat.reshape(shape), mask.reshape(shape)
+
+
+def _gather(x: np.ndarray, axes: Sequence[Axis]):
+    """All windows of channels-first planes ``x`` (P, D, H, W): (P, oD, oH, oW, K)."""
+    planes = x.shape[0]
+    flat, mask = _tables(axes, x.shape[1:])
+    plane = np.arange(planes).reshape(-1, 1, 1, 1, 1)
+    windows = x.reshape(planes, int(np.prod(x.shape[1:])))[plane, flat]
+    return windows, np.broadcast_to(mask, windows.shape), np.broadcast_to(flat, windows.shape)
+
+
+def _scatter(weights: np.ndarray, flat: np.ndarray, spatial, dtype) -> np.ndarray:
+    """Add each window tap's weight back onto its input cell."""
+    planes = weights.shape[0]
+    dx = np.zeros((planes, int(np.prod(spatial))), dtype=_accumulator(dtype))
+    plane = np.broadcast_to(np.arange(planes).reshape(-1, 1, 1, 1, 1), weights.shape)
+    np.add.at(dx, (plane, flat), weights)
+    return dx.astype(dtype, copy=False).reshape((planes,) + tuple(spatial))
+
+
+def _accumulator(dtype) -> np.dtype:
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
+def _identity(dtype, kind: str):
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return info.min if kind == "max" else info.max
+    return -np.inf if kind == "max" else np.inf
+
+
+# ------------------------------------------------------------------ layout plumbing
+def _first(x: np.ndarray, channels_last: bool) -> np.ndarray:
+    """Canonical channels-last (B, D, H, W, C) as channels-first planes (B*C, D, H, W)."""
+    if not channels_last:
+        return x
+    return np.moveaxis(x, 4, 1).reshape((-1,) + x.shape[1:4])
+
+
+def _back(y: np.ndarray, channels_last: bool, like_batch: int) -> np.ndarray:
+    if not channels_last:
+        return y
+    return np.moveaxis(y.reshape((like_batch, -1) + y.shape[1:]), 1, 4)
+
+
+# ------------------------------------------------------------------------ the ops
+def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: bool = False,
+           divisor: Optional[np.ndarray] = None, want_indices: bool = False):
+    """Window max / min / sum / mean of canonical ``x``.
+
+    Returns ``(y, indices)``; ``indices`` (flat per-plane int64, NaN's last position
+    winning, else the first extreme in scan order) only for max/min when asked for.
+    """
+    batch = x.shape[0]
+    planes = _first(x, channels_last)
+    windows, mask, flat = _gather(planes, axes)
+    if kind in ("sum", "mean"):
+        acc = _accumulator(x.dtype)
+        y = np.where(mask, windows, 0).sum(axis=-1, dtype=acc)
+        if kind == "mean":
+            y = y / np.asarray(divisor, dtype=acc)
+        indices = None
+    else:
+        filled = np.where(mask, windows, np.asarray(_identity(x.dtype, kind), x.dtype))
+        y = filled.max(axis=-1) if kind == "max" else filled.min(axis=-1)
+        indices = _winners(filled, y, mask, flat) if want_indices else None
+    y = _back(y.astype(x.dtype, copy=False), channels_last, batch)
+    if indices is not None:
+        indices = _back(indices, channels_last, batch)
+    return y, indices
+
+
+def _winners(windows, best, mask, flat) -> np.ndarray:
+    """Flat input index of each window's winner: the last NaN, else the first best."""
+    k = windows.shape[-1]
+    if windows.dtype.kind == "f":
+        nan = np.isnan(windows)
+        last_nan = k - 1 - np.argmax(nan[..., ::-1], axis=-1)
+        first_best = np.argmax((windows == best[..., None]) & mask, axis=-1)
+        pick = np.where(nan.any(axis=-1), last_nan, first_best)
+    else:
+        pick = np.argmax((windows == best[..., None]) & mask, axis=-1)
+    return np.take_along_axis(flat, pick[..., None], axis=-1)[..., 0].astype(np.int64)
+
+
+def scatter_indices(dy: np.ndarray, indices: np.ndarray, spatial, *, channels_last=False):
+    """Backward of max/min with first-winner ties: ``dx[indices] += dy`` per plane."""
+    batch = dy.shape[0]
+    dy, indices = _first(dy, channels_last), _first(indices, channels_last)
+    dx = _scatter(dy[..., None], indices[..., None], spatial, dy.dtype)
+    return _back(dx, channels_last, batch)
+
+
+def spread(dy: np.ndarray, axes: Sequence[Axis], spatial, divisor, *, channels_last=False):
+    """Backward of a window mean: each window's ``dy / divisor`` to all its in-bounds taps."""
+    batch = dy.shape[0]
+    dy = _first(dy, channels_last)
+    flat, mask = _tables(axes, spatial)
+    acc = _accumulator(dy.dtype)
+    share = (dy.astype(acc) / np.asarray(divisor, dtype=acc))[..., None]
+    weights = np.where(mask, share, 0)
+    flat = np.broadcast_to(flat, weights.shape)
+    return _back(_scatter(weights, flat, spatial, dy.dtype), channels_last, batch)
+
+
+def split_ties(x: np.ndarray, dy: np.ndarray, axes: Sequence[Axis], kind: str, *,
+               channels_last=False):
+    """Backward of max/min with ``ties="split"``: share dy equally among tied winners."""
+    batch = x.shape[0]
+    planes, dy = _first(x, channels_last), _first(dy, channels_last)
+    windows, mask, flat = _gather(planes, axes)
+    filled = np.where(mask, windows, np.asarray(_identity(x.dtype, kind), x.dtype))
+    best = (filled.max(axis=-1) if kind == "max" else filled.min(axis=-1))[..., None]
+    tied = (filled == best) & mask
+    if filled.dtype.kind == "f":
+        tied |= np.isnan(filled) & np.isnan(best)
+    acc = _accumulator(dy.dtype)
+    weights = tied * (dy.astype(acc) / tied.sum(axis=-1))[..., None]
+    return _back(_scatter(weights, flat, planes.shape[1:], dy.dtype), channels_last, batch)
+
+
+def unpool(x: np.ndarray, indices: np.ndarray, spatial, *, channels_last=False):
+    """Max-unpooling: zeros of size ``spatial`` with ``x`` written at ``indices``."""
+    batch = x.shape[0]
+    x, indices = _first(x, channels_last), _first(indices, channels_last)
+    planes = x.shape[0]
+    y = np.zeros((planes, int(np.prod(spatial))), dtype=x.dtype)
+    count = int(np.prod(x.shape[1:]))
+    y[np.arange(planes)[:, None], indices.reshape(planes, count)] = x.reshape(planes, count)
+    return _back(y.reshape((planes,) + tuple(spatial)), channels_last, batch)
+
+
+def unpool_backward(dy: np.ndarray, indices: np.ndarray, *, channels_last=False):
+    """Gradient of max-unpooling with respect to its input: ``dy`` read at ``indices``."""
+    batch = dy.shape[0]
+    dy, indices = _first(dy, channels_last), _first(indices, channels_last)
+    planes = dy.shape[0]
+    dx = np.take_along_axis(dy.reshape(planes, int(np.prod(dy.shape[1:]))),
+                            indices.reshape(planes, int(np.prod(indices.shape[1:]))), axis=1)
+    return _back(dx.reshape(indices.shape), channels_last, batch)

@@ -1,0 +1,344 @@
+"""What each op means, for any rank: validate, build the Window, call the backend, restore.
+
+Every implementation returns ``(result, pullback)``; ``pullback`` is ``None`` unless
+``grad=True``, so the forward-only call does no work for the backward pass.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+from .. import backends
+from .._arguments import FLOAT_TYPES, as_input, choice, flag, int_tuple, padding_arg
+from .._errors import fail, type_fail
+from .._layout import Layout, axes3, layout_of, spatial3
+from .._window import Window, adaptive_window, fractional_window, sliding_window
+
+TIES = ("first", "split")
+
+
+# ------------------------------------------------------------------- the pullback
+def _pullback(op: str, y: np.ndarray, x: np.ndarray, layout: Layout,
+              backward: Callable[[np.ndarray], np.ndarray]):
+    """Wrap a canonical backward rule into ``pullback(dy) -> dx`` with checked ``dy``."""
+
+    def pullback(dy):
+        dy = np.asarray(dy)
+        if dy.shape != y.shape:
+            fail(f"{op} pullback", f"dy has shape {dy.shape} but the output has shape "
+                 f"{y.shape}")
+        if dy.dtype.type not in FLOAT_TYPES and dy.dtype.kind not in "iu":
+            type_fail(f"{op} pullback", f"dy has dtype {dy.dtype}; use a float dtype")
+        work = x.dtype if x.dtype.kind == "f" else np.result_type(dy.dtype, np.float16)
+        dx3 = backward(layout.canonical(dy.astype(work, copy=False)))
+        return layout.restore(dx3, layout.spatial)
+
+    return pullback
+
+
+def _float_input(op: str, x) -> np.ndarray:
+    return as_input(op, x, integers=False)
+
+
+def _sliding(op, x, rank, kernel_size, stride, padding, dilation, ceil_mode,
+             count_include_pad, layout="channels_first") -> Tuple[Layout, Window]:
+    """Shared argument checks of the sliding-window pools; returns layout and window."""
+    lay = layout_of(op, x, rank, layout)
+    kernel = int_tuple(op, "kernel_size", kernel_size, rank)
+    strides = kernel if stride is None else int_tuple(op, "stride", stride, rank)
+    dilations = int_tuple(op, "dilation", dilation, rank)
+    ceil_mode = flag(op, "ceil_mode", ceil_mode)
+    pads = padding_arg(op, padding, rank, kernel, ceil_mode)
+    win = sliding_window(op, lay.spatial, kernel, strides, pads, dilations, ceil_mode,
+                         flag(op, "count_include_pad", count_include_pad))
+    return lay, win
+
+
+# ----------------------------------------------------------------- max / min pools
+def extreme_pool(kind: str, op: str, rank: int, x, kernel_size, stride=None, padding=0,
+                 dilation=1, ceil_mode=False, return_indices=False, ties="first",
+                 layout="channels_first", *, grad=False):
+    """Max (``kind="max"``) or min pooling over sliding windows."""
+    x = as_input(op, x, integers=True)
+    lay, win = _sliding(op, x, rank, kernel_size, stride, padding, dilation, ceil_mode,
+                        False, layout)
+    return _extreme(kind, op, x, lay, win, flag(op, "return_indices", return_indices),
+                    choice(op, "ties", ties, TIES), grad)
+
+
+def _extreme(kind, op, x, lay: Layout, win: Window, return_indices, ties, grad):
+    """Max/min over any Window: forward, indices, and the backward rule for ``ties``."""
+    backend = backends.current()
+    x3, axes = lay.canonical(x), axes3(win)
+    last = lay.channels_last
+    want = return_indices or (grad and ties == "first")
+    y3, idx3 = backend.reduce(x3, axes, kind, channels_last=last, want_indices=want)
+    y = lay.restore(y3, win.out_size)
+    result = (y, lay.restore(idx3, win.out_size)) if return_indices else y
+    if not grad:
+        return result, None
+    spatial = spatial3(lay.spatial)
+    if ties == "first":
+        rule = lambda dy3: backend.scatter_indices(dy3, idx3, spatial, channels_last=last)
+    else:
+        rule = lambda dy3: backend.split_ties(x3, dy3, axes, kind, channels_last=last)
+    return result, _pullback(op, y, x, lay, rule)
+
+
+# ---------------------------------------------------------------------- averages
+def avg_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+             count_include_pad=True, divisor_override=None, layout="channels_first", *,
+             grad=False):
+    """Average pooling with PyTorch's divisor rules (TensorFlow's for padding words)."""
+    x = _float_input(op, x)
+    lay, win = _sliding(op, x, rank, kernel_size, stride, padding, 1, ceil_mode,
+                        count_include_pad, layout)
+    if divisor_override is not None:
+        if not isinstance(divisor_override, numbers.Integral) or isinstance(
+                divisor_override, bool) or divisor_override == 0:
+            fail(op, f"divisor_override={divisor_override!r} must be a nonzero int or None")
+        divisor = np.full(spatial3(win.out_size), float(divisor_override))
+    else:
+        divisor = win.divisor().reshape(spatial3(win.out_size))
+    return _mean(op, x, lay, win, divisor, grad)
+
+
+def _mean(op, x, lay: Layout, win: Window, divisor: np.ndarray, grad: bool):
+    backend = backends.current()
+    axes, last = axes3(win), lay.channels_last
+    y3, _ = backend.reduce(lay.canonical(x), axes, "mean", channels_last=last,
+                           divisor=divisor)
+    y = lay.restore(y3, win.out_size)
+    if not grad:
+        return y, None
+    spatial = spatial3(lay.spatial)
+    rule = lambda dy3: backend.spread(dy3, axes, spatial, divisor, channels_last=last)
+    return y, _pullback(op, y, x, lay, rule)
+
+
+# --------------------------------------------------------------------- Lp pooling
+def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+            grad=False):
+    """Power-average pooling, computed as PyTorch composes it (so partial windows agree).
+
+    ``y = (sign(a) * relu(|a|) * K) ** (1/p)`` with ``a`` the average of ``x**p`` over the
+    window's in-bounds cells and ``K`` the kernel volume.
+    """
+    x = _float_input(op, x)
+    if (not isinstance(norm_type, numbers.Real) or isinstance(norm_type, bool)
+            or not math.isfinite(norm_type) or norm_type <= 0):
+        fail(op, f"norm_type={norm_type!r} must be a positive finite number")
+    p = x.dtype.type(norm_type)
+    lay, win = _sliding(op, x, rank, kernel_size, stride, 0, 1, ceil_mode, True)
+    volume = x.dtype.type(win.volume)
+    powered = x ** p
+    a, mean_pullback = _mean(op, powered, lay, win,
+                             win.divisor().reshape(spatial3(win.out_size)), grad)
+    sign = np.sign(a)
+    v = sign * np.maximum(np.abs(a), 0) * volume
+    y = v ** x.dtype.type(1.0 / norm_type)
+    if not grad:
+        return y, None
+
+    def rule(dy3):
+        dy = lay.restore(dy3, win.out_size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g_v = dy * (x.dtype.type(1.0 / norm_type) * v ** x.dtype.type(1.0 / norm_type - 1))
+            g_a = np.where(np.abs(a) > 0, g_v * volume * sign, 0).astype(x.dtype) * sign
+            g_powered = mean_pullback(g_a)
+            return lay.canonical(g_powered * (p * x ** (p - 1)))
+
+    return y, _pullback(op, y, x, lay, rule)
+
+
+# ---------------------------------------------------------------- adaptive pools
+def _output_size(op: str, value, lay: Layout) -> Tuple[int, ...]:
+    rank = lay.rank
+    items = (value,) * rank if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(items) != rank:
+        fail(op, f"output_size={value!r} must have {rank} entries, one per spatial dim")
+    items = tuple(s if v is None else v for v, s in zip(items, lay.spatial))
+    return int_tuple(op, "output_size", items, rank)
+
+
+def adaptive_max_pool(op: str, rank: int, x, output_size, return_indices=False, *,
+                      grad=False):
+    """Max over PyTorch's adaptive windows, floor(o*in/out) to ceil((o+1)*in/out)."""
+    x = as_input(op, x, integers=True)
+    lay = layout_of(op, x, rank)
+    win = adaptive_window(lay.spatial, _output_size(op, output_size, lay))
+    return _extreme("max", op, x, lay, win, flag(op, "return_indices", return_indices),
+                    "first", grad)
+
+
+def adaptive_avg_pool(op: str, rank: int, x, output_size, *, grad=False):
+    """Mean over PyTorch's adaptive windows."""
+    x = _float_input(op, x)
+    lay = layout_of(op, x, rank)
+    win = adaptive_window(lay.spatial, _output_size(op, output_size, lay))
+    return _mean(op, x, lay, win, win.divisor().reshape(spatial3(win.out_size)), grad)
+
+
+# ------------------------------------------------------------------ global pools
+def _global_layout(op: str, x: np.ndarray) -> Layout:
+    if x.ndim < 3:
+        fail(op, f"x must have shape (N, C, *spatial) with at least one spatial dim, "
+             f"got shape {x.shape}")
+    flat = x.reshape(x.shape[:2] + (int(np.prod(x.shape[2:])),))
+    return layout_of(op, flat, 1)
+
+
+def _global(op, x, keepdims, run, grad):
+    keepdims = flag(op, "keepdims", keepdims)
+    lay = _global_layout(op, x)
+    win = adaptive_window(lay.spatial, (1,))
+    y, pullback = run(lay, win)
+    shape = x.shape[:2] + ((1,) * (x.ndim - 2) if keepdims else ())
+    result = y.reshape(shape)
+    if not grad:
+        return result, None
+
+    def reshaped(dy):
+        dy = np.asarray(dy)
+        if dy.shape != shape:
+            fail(f"{op} pullback", f"dy has shape {dy.shape} but the output has shape {shape}")
+        return pullback(dy.reshape(y.shape)).reshape(x.shape)
+
+    return result, reshaped
+
+
+def global_max_pool(x, keepdims=False, *, grad=False):
+    """Max over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
+    op = "global_max_pool"
+    x = as_input(op, x, integers=True)
+    run = lambda lay, win: _extreme("max", op, x.reshape(lay.lead + lay.spatial), lay, win,
+                                    False, "first", grad)
+    return _global(op, x, keepdims, run, grad)
+
+
+def global_avg_pool(x, keepdims=False, *, grad=False):
+    """Mean over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
+    op = "global_avg_pool"
+    x = _float_input(op, x)
+    run = lambda lay, win: _mean(op, x.reshape(lay.lead + lay.spatial), lay, win,
+                                 win.divisor().reshape(1, 1, 1), grad)
+    return _global(op, x, keepdims, run, grad)
+
+
+# -------------------------------------------------------------- fractional pools
+def fractional_max_pool(op: str, rank: int, x, kernel_size, output_size=None,
+                        output_ratio=None, return_indices=False, samples=None, rng=None, *,
+                        grad=False):
+    """Max over PyTorch's pseudo-random fractional windows, reproducible via ``samples``."""
+    x = _float_input(op, x)
+    lay = layout_of(op, x, rank)
+    kernel = int_tuple(op, "kernel_size", kernel_size, rank)
+    out = _fractional_size(op, lay, kernel, output_size, output_ratio)
+    table = _samples(op, lay, samples, rng, x.dtype)
+    win = fractional_window(lay.spatial, out, kernel, table)
+    return _extreme("max", op, x, lay, win, flag(op, "return_indices", return_indices),
+                    "first", grad)
+
+
+def _fractional_size(op, lay: Layout, kernel, output_size, output_ratio):
+    if (output_size is None) == (output_ratio is None):
+        fail(op, "give exactly one of output_size and output_ratio")
+    if output_size is not None:
+        out = int_tuple(op, "output_size", output_size, lay.rank)
+    else:
+        ratios = output_ratio if isinstance(output_ratio, (tuple, list)) else (
+            (output_ratio,) * lay.rank)
+        if len(ratios) != lay.rank or not all(
+                isinstance(r, numbers.Real) and 0 < r < 1 for r in ratios):
+            fail(op, f"output_ratio={output_ratio!r} must be {lay.rank} numbers in (0, 1)")
+        out = tuple(int(size * r) for size, r in zip(lay.spatial, ratios))
+    for size, o, k in zip(lay.spatial, out, kernel):
+        if o < 1 or o + k - 1 > size:
+            fail(op, f"output size {out} with kernel_size={kernel} does not fit the input "
+                 f"of spatial size {lay.spatial}", "need 1 <= out and out + kernel - 1 <= in")
+    return out
+
+
+def _samples(op, lay: Layout, samples, rng, dtype) -> np.ndarray:
+    """Per-plane samples in [0, 1), shape (planes, rank), in the input's float type."""
+    shape = (lay.batch, lay.channels, lay.rank)
+    if samples is None:
+        draw = np.random.default_rng(rng).random(shape)
+        below_one = np.nextafter(dtype.type(1), dtype.type(0))
+        return np.minimum(draw.astype(dtype), below_one).reshape(lay.planes, lay.rank)
+    table = np.asarray(samples)
+    if table.dtype.kind != "f":
+        type_fail(op, f"samples has dtype {table.dtype}; use a float dtype")
+    if table.shape not in (shape, shape[1:]) or (not lay.batched and table.ndim != 2
+                                                 and table.shape[0] != 1):
+        fail(op, f"samples must have shape {shape}, got {table.shape}")
+    table = table.astype(dtype)
+    if not np.all((table >= 0) & (table < 1)):
+        fail(op, "samples must lie in [0, 1)")
+    return table.reshape(lay.planes, lay.rank)
+
+
+# ------------------------------------------------------------------ max unpooling
+def max_unpool(op: str, rank: int, x, indices, kernel_size, stride=None, padding=0,
+               output_size=None, *, grad=False):
+    """Inverse of max pooling: zeros with ``x`` placed at ``indices`` (flat per plane)."""
+    x = as_input(op, x, integers=True)
+    lay = layout_of(op, x, rank)
+    kernel = int_tuple(op, "kernel_size", kernel_size, rank)
+    strides = kernel if stride is None else int_tuple(op, "stride", stride, rank)
+    pads = int_tuple(op, "padding", padding, rank, minimum=0)
+    out = _unpool_size(op, lay, kernel, strides, pads, output_size)
+    index = _unpool_indices(op, indices, x.shape, out)
+    backend = backends.current()
+    x3, idx3 = lay.canonical(x), lay.canonical(index)
+    y = lay.restore(backend.unpool(x3, idx3, spatial3(out)), out)
+    if not grad:
+        return y, None
+    rule = lambda dy3: backend.unpool_backward(dy3, idx3)
+    out_lay = Layout(rank, False, lay.batched, lay.lead, out)
+
+    def pullback(dy):
+        dy = np.asarray(dy)
+        if dy.shape != y.shape:
+            fail(f"{op} pullback", f"dy has shape {dy.shape} but the output has shape "
+                 f"{y.shape}")
+        return lay.restore(rule(out_lay.canonical(dy)), lay.spatial)
+
+    return y, pullback
+
+
+def _unpool_size(op, lay: Layout, kernel, strides, pads, output_size):
+    default = tuple((i - 1) * s - 2 * p + k
+                    for i, s, p, k in zip(lay.spatial, strides, pads, kernel))
+    if output_size is None:
+        out = default
+    else:
+        sizes = tuple(output_size)
+        if len(sizes) == lay.rank + len(lay.lead):
+            sizes = sizes[len(lay.lead):]
+        out = int_tuple(op, "output_size", sizes, lay.rank)
+        for o, d, s in zip(out, default, strides):
+            if not d - s < o < d + s:
+                fail(op, f"output_size={tuple(output_size)} must lie strictly between "
+                     f"{tuple(d - s for d, s in zip(default, strides))} and "
+                     f"{tuple(d + s for d, s in zip(default, strides))}")
+    if min(out) < 1:
+        fail(op, f"the output size {out} is empty", "check kernel_size, stride, padding")
+    return out
+
+
+def _unpool_indices(op, indices, shape, out) -> np.ndarray:
+    index = np.asarray(indices)
+    if index.dtype.kind not in "iu":
+        type_fail(op, f"indices has dtype {index.dtype}; use an integer dtype (int64)")
+    if index.shape != shape:
+        fail(op, f"indices has shape {index.shape} but x has shape {shape}")
+    size = math.prod(out)
+    if index.size and (index.min() < 0 or index.max() >= size):
+        bad = index.min() if index.min() < 0 else index.max()
+        fail(op, f"indices must lie in [0, {size}) for an output of spatial size {out}, "
+             f"found {int(bad)}")
+    return index.astype(np.int64, copy=False)

@@ -1,0 +1,114 @@
+"""Layers for hand-built networks: ``forward`` caches the pullback, ``backward`` runs it.
+
+Constructor arguments follow ``torch.nn``; a layer holds its arguments and the last
+pullback, and does no arithmetic of its own.
+
+>>> import numpy as np, ndpool
+>>> pool = ndpool.nn.MaxPool2d(2)
+>>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+>>> pool(x)
+array([[[[ 5.,  7.],
+         [13., 15.]]]])
+>>> pool.backward(np.ones((1, 1, 2, 2)))[0, 0]
+array([[0., 0., 0., 0.],
+       [0., 1., 0., 1.],
+       [0., 0., 0., 0.],
+       [0., 1., 0., 1.]])
+"""
+from __future__ import annotations
+
+import inspect
+
+from . import functional as F
+from .autodiff import vjp
+
+__all__ = []
+
+
+class Pool:
+    """Base of every layer: binds constructor arguments to the op's keyword arguments."""
+
+    op = None
+    params: tuple = ()          # (name, default) in torch.nn's constructor order
+
+    def __init__(self, *args, **kwargs):
+        signature = inspect.Signature([
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                              default=default)
+            for name, default in self.params])
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{type(self).__name__}: {error}") from None
+        bound.apply_defaults()
+        self.arguments = dict(bound.arguments)
+        self._pullback = None
+
+    def forward(self, x, *inputs, **extra):
+        """Run the op on ``x``, keeping what ``backward`` needs."""
+        y, self._pullback = vjp(type(self).op, x, *inputs, **self.arguments, **extra)
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """Gradient with respect to the last ``forward``'s input."""
+        if self._pullback is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: call forward first")
+        return self._pullback(dy)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+        return f"{type(self).__name__}({args})"
+
+
+_REQUIRED = inspect.Parameter.empty
+_EXTREME = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("dilation", 1),
+            ("return_indices", False), ("ceil_mode", False), ("ties", "first"),
+            ("layout", "channels_first"))
+_AVG = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
+        ("count_include_pad", True), ("divisor_override", None), ("layout", "channels_first"))
+_LP = (("norm_type", _REQUIRED), ("kernel_size", _REQUIRED), ("stride", None),
+       ("ceil_mode", False))
+_ADAPTIVE_MAX = (("output_size", _REQUIRED), ("return_indices", False))
+_ADAPTIVE_AVG = (("output_size", _REQUIRED),)
+_FRACTIONAL = (("kernel_size", _REQUIRED), ("output_size", None), ("output_ratio", None),
+               ("return_indices", False), ("samples", None), ("rng", None))
+_UNPOOL = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0))
+_GLOBAL = (("keepdims", False),)
+
+
+def _layer(name: str, op, params, doc: str):
+    cls = type(name, (Pool,), {"op": staticmethod(op), "params": params,
+                               "__doc__": doc, "__module__": __name__})
+    globals()[name] = cls
+    __all__.append(name)
+    return cls
+
+
+for _rank in (1, 2, 3):
+    for _cls, _fn, _params in (("MaxPool", "max_pool", _EXTREME),
+                               ("MinPool", "min_pool", _EXTREME),
+                               ("AvgPool", "avg_pool", _AVG),
+                               ("LPPool", "lp_pool", _LP),
+                               ("AdaptiveMaxPool", "adaptive_max_pool", _ADAPTIVE_MAX),
+                               ("AdaptiveAvgPool", "adaptive_avg_pool", _ADAPTIVE_AVG),
+                               ("FractionalMaxPool", "fractional_max_pool", _FRACTIONAL),
+                               ("MaxUnpool", "max_unpool", _UNPOOL)):
+        _op = getattr(F, f"{_fn}{_rank}d", None)
+        if _op is not None:
+            _layer(f"{_cls}{_rank}d", _op, _params,
+                   f"Layer form of :func:`ndpool.{_fn}{_rank}d`.")
+
+_layer("GlobalMaxPool", F.global_max_pool, _GLOBAL, "Layer form of :func:`ndpool.global_max_pool`.")
+_layer("GlobalAvgPool", F.global_avg_pool, _GLOBAL, "Layer form of :func:`ndpool.global_avg_pool`.")
+
+
+def _unpool_forward(self, x, indices, output_size=None):
+    """Unpool ``x`` at ``indices``; ``backward`` gives the gradient with respect to ``x``."""
+    return Pool.forward(self, x, indices, output_size=output_size)
+
+
+for _rank in (1, 2, 3):
+    globals()[f"MaxUnpool{_rank}d"].forward = _unpool_forward
+    globals()[f"MaxUnpool{_rank}d"].__call__ = _unpool_forward
