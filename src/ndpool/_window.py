@@ -143,6 +143,12 @@ def sliding_window(op: str, in_size: Ints, kernel: Ints, stride: Ints, padding,
         hi = (out - 1) * s + extent - size - lo
         outs.append(out), lows.append(lo), highs.append(max(hi, 0))
         axes.append(_sliding_axis(size, out, k, s, d, lo, count_lo, count_hi))
+        if not axes[-1].count.all():
+            # only dilated windows can jump over the whole input; PyTorch then returns
+            # -inf with an index outside the input, so refuse instead
+            fail(op, f"dilation={dilation} with padding={padding!r} makes a window whose "
+                 f"taps all fall in the padding of the input of spatial size {in_size}",
+                 "reduce padding or dilation")
     return Window(tuple(in_size), tuple(outs), tuple(kernel), tuple(stride),
                   tuple(dilation), tuple(lows), tuple(highs), tuple(axes))
 
