@@ -1,0 +1,566 @@
+"""Time ndpool against PyTorch and against the memory-bandwidth bound.
+
+Every config is timed forward and backward (the pullback of ``ndpool.vjp``, alone), at
+each thread count and in each layout, as medians of interleaved repeats after a
+warm-up. The bound is ``bytes that must move / memory bandwidth``, the bandwidth
+measured in the same run with a large ``np.copyto``. Prints a Markdown table and writes
+it to benchmarks/RESULTS.md (``--output``); ``--plot FILE.png`` draws the ratios.
+Quick look: ``ndpool bench --scale 0.05 --threads 1``.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import gc
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+INDEX_BYTES = 8          # max backward reads the int64 argmax that vjp and PyTorch keep
+TARGET_SECONDS = 0.4     # auto repeats: each measurement (both libraries) takes about this
+MAX_REPEATS = 50
+LAYOUTS = ("channels_first", "channels_last")
+PASSES = ("forward", "backward")
+
+
+# ------------------------------------------------------------------------ configs
+@dataclass(frozen=True)
+class Config:
+    """One benchmark: an input shape (N, C, *spatial) and the same op in both libraries."""
+    name: str
+    title: str
+    shape: Tuple[int, ...]
+    op: str                      # ndpool op, called as op(x, *args)
+    args: Tuple[int, ...]
+    torch_op: str                # torch.nn.functional op, called as torch_op(x, *torch_args)
+    torch_args: Tuple[int, ...]
+
+    @property
+    def keeps_indices(self) -> bool:
+        return self.op.startswith("max")
+
+    @property
+    def has_layout(self) -> bool:
+        """Whether the op takes ``layout=`` (global pools take a channels-last view)."""
+        return not self.op.startswith("global")
+
+    def scaled_shape(self, scale: float) -> Tuple[int, ...]:
+        """The input shape with the batch multiplied by ``scale`` (at least 1).
+
+        >>> CONFIGS["stem"].scaled_shape(0.1)
+        (3, 64, 112, 112)
+        >>> CONFIGS["spp"].scaled_shape(0.001)[0]
+        1
+        """
+        return (max(1, round(self.shape[0] * scale)),) + self.shape[1:]
+
+
+CONFIGS = {c.name: c for c in (
+    Config("stem", "max k3 s2 p1", (32, 64, 112, 112), "max_pool2d", (3, 2, 1),
+           "max_pool2d", (3, 2, 1)),
+    Config("vgg_max", "max k2 s2", (16, 64, 224, 224), "max_pool2d", (2, 2),
+           "max_pool2d", (2, 2)),
+    Config("vgg_avg", "avg k2 s2", (16, 64, 224, 224), "avg_pool2d", (2, 2),
+           "avg_pool2d", (2, 2)),
+    Config("small_max", "max k2 s2", (64, 32, 32, 32), "max_pool2d", (2, 2),
+           "max_pool2d", (2, 2)),
+    Config("small_avg", "avg k2 s2", (64, 32, 32, 32), "avg_pool2d", (2, 2),
+           "avg_pool2d", (2, 2)),
+    Config("sppf", "max k5 s1 p2", (8, 256, 40, 40), "max_pool2d", (5, 1, 2),
+           "max_pool2d", (5, 1, 2)),
+    Config("spp", "max k13 s1 p6", (8, 256, 40, 40), "max_pool2d", (13, 1, 6),
+           "max_pool2d", (13, 1, 6)),
+    Config("global_avg", "global avg", (64, 512, 7, 7), "global_avg_pool", (),
+           "adaptive_avg_pool2d", (1,)),
+    Config("max3d", "3-D max k2 s2", (4, 32, 32, 32, 32), "max_pool3d", (2, 2),
+           "max_pool3d", (2, 2)),
+)}
+
+
+# ---------------------------------------------------------------------- arguments
+def _choices(kind: str, allowed: Sequence[str]) -> Callable[[str], Tuple[str, ...]]:
+    def parse(text: str) -> Tuple[str, ...]:
+        names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+        bad = [n for n in names if n not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(
+                f"unknown {kind} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
+        return names
+    return parse
+
+
+def _thread_counts(text: str) -> Tuple[int, ...]:
+    try:
+        counts = tuple(dict.fromkeys(int(n) for n in text.split(",")))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"--threads {text!r} must be positive ints like 1,2")
+    return counts
+
+
+def _positive(kind: type) -> Callable[[str], object]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be a positive {kind.__name__}")
+        return value
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ndpool bench`` (and ``benchmarks/run.py``)."""
+    default_threads = ",".join(str(n) for n in sorted({1, os.cpu_count() or 1}))
+    parser.add_argument("--configs", type=_choices("config", tuple(CONFIGS)),
+                        default=tuple(CONFIGS), metavar="NAME,...",
+                        help=f"configs to run (default: all of {', '.join(CONFIGS)})")
+    parser.add_argument("--threads", type=_thread_counts, default=_thread_counts(default_threads),
+                        metavar="N,...", help=f"thread counts, the same for ndpool and "
+                        f"PyTorch (default: {default_threads})")
+    parser.add_argument("--layouts", type=_choices("layout", LAYOUTS), default=LAYOUTS,
+                        metavar="LAYOUT,...", help="channels_first and/or channels_last")
+    parser.add_argument("--passes", type=_choices("pass", PASSES), default=PASSES,
+                        metavar="PASS,...", help="forward and/or backward")
+    parser.add_argument("--scale", type=_positive(float), default=1.0,
+                        help="multiply every batch size by this (at least 1), e.g. 0.05")
+    parser.add_argument("--repeats", type=_positive(int), default=None,
+                        help="timed repeats per measurement (default: enough for about "
+                        f"{TARGET_SECONDS} s, at least 3)")
+    parser.add_argument("--backend", choices=("compiled", "reference"), default=None,
+                        help="ndpool backend (default: compiled when built, else reference)")
+    parser.add_argument("--output", type=Path, default=Path("benchmarks/RESULTS.md"),
+                        help="Markdown file to write (default: %(default)s)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="FILE.png",
+                        help="also draw the ratios as a bar chart (needs ndpool[plot])")
+    parser.add_argument("--bandwidth-mb", type=_positive(int), default=256,
+                        help="size of the np.copyto that measures the bandwidth (MB)")
+
+
+# ------------------------------------------------------------------------ timing
+def time_interleaved(functions: Sequence[Callable[[], object]],
+                     repeats: Optional[int]) -> List[float]:
+    """Median seconds per call of each function, after one warm-up call each.
+
+    The calls alternate, so drift on a shared machine affects every function alike.
+    Without ``repeats``, enough repeats for about ``TARGET_SECONDS`` in all (3 to 50).
+
+    >>> [t >= 0 for t in time_interleaved([lambda: None, lambda: 1], repeats=2)]
+    [True, True]
+    """
+    warm = 0.0
+    for function in functions:
+        start = time.perf_counter()
+        function()
+        warm += time.perf_counter() - start
+    if repeats is None:
+        repeats = min(MAX_REPEATS, max(3, int(TARGET_SECONDS / max(warm, 1e-9))))
+    seconds: List[List[float]] = [[] for _ in functions]
+    for _ in range(repeats):
+        for function, times in zip(functions, seconds):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+    return [statistics.median(times) for times in seconds]
+
+
+def measure_bandwidth(threads: int, megabytes: int = 256, repeats: int = 5) -> float:
+    """Memory bandwidth in bytes/s: a large ``np.copyto`` (read + write), median of repeats.
+
+    With several threads each copies its own slice (NumPy releases the GIL while
+    copying), so the bound at n threads uses the bandwidth n threads can draw.
+    """
+    source = np.ones(megabytes * 2**20 // 4, dtype=np.float32)
+    target = np.zeros_like(source)
+    parts = [(t, s) for t, s in zip(np.array_split(target, threads),
+                                    np.array_split(source, threads))]
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        def copy():
+            list(pool.map(lambda pair: np.copyto(*pair), parts))
+        (seconds,) = time_interleaved([copy], repeats)
+    return 2 * source.nbytes / seconds
+
+
+def usable_bandwidth(measured: dict, threads: int) -> float:
+    """The best bandwidth measured with at most ``threads`` threads: on a shared machine
+    more copying threads can draw less, and the bound must not get easier for that.
+
+    >>> usable_bandwidth({1: 20e9, 2: 14e9}, 2) == 20e9
+    True
+    """
+    return max(b for n, b in measured.items() if n <= threads)
+
+
+# --------------------------------------------------------------- one config, one layout
+@dataclass
+class Case:
+    """The prepared calls of one config in one layout, and the bytes each pass must move."""
+    forward: Callable[[], object]
+    backward: Callable[[], object]
+    torch_forward: Optional[Callable[[], object]]
+    torch_backward: Optional[Callable[[], object]]
+    bytes_forward: int
+    bytes_backward: int
+
+
+def _channels_last(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+
+def prepare(config: Config, layout: str, scale: float, torch, rng) -> Case:
+    """Inputs, gradients and graphs for ``config`` in ``layout``; nothing is timed here."""
+    import ndpool
+
+    x = rng.standard_normal(config.scaled_shape(scale), dtype=np.float32)
+    last = layout == "channels_last"
+    if last:
+        x = _channels_last(x)
+    op = getattr(ndpool, config.op)
+    if config.has_layout:
+        kwargs = {"layout": layout}
+        x_ours = x
+    else:   # global pools take (N, C, *spatial): give them the channels-last view
+        kwargs, x_ours = {}, (np.moveaxis(x, -1, 1) if last else x)
+    y, pullback = ndpool.vjp(op, x_ours, *config.args, **kwargs)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    indices = y.size * INDEX_BYTES if config.keeps_indices else 0
+    case = Case(forward=lambda: op(x_ours, *config.args, **kwargs),
+                backward=lambda: pullback(dy), torch_forward=None, torch_backward=None,
+                bytes_forward=x.nbytes + y.nbytes,
+                bytes_backward=dy.nbytes + indices + x.nbytes)
+    if torch is not None:
+        case.torch_forward, case.torch_backward = _torch_calls(config, x, last, torch)
+    return case
+
+
+def _torch_calls(config: Config, x: np.ndarray, last: bool, torch):
+    """PyTorch's forward and autograd backward on the same memory (a channels_last
+    tensor when ``last``); backward re-runs ``torch.autograd.grad`` on a kept graph."""
+    op = getattr(torch.nn.functional, config.torch_op)
+    tensor = torch.from_numpy(x)
+    if last:   # (N, *spatial, C) memory seen as a channels_last (N, C, *spatial) tensor
+        tensor = tensor.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
+    leaf = tensor.detach().requires_grad_(True)
+    y = op(leaf, *config.torch_args)
+    dy = torch.randn_like(y)   # keeps y's memory format
+
+    def forward():
+        with torch.no_grad():
+            return op(tensor, *config.torch_args)
+
+    return forward, lambda: torch.autograd.grad(y, leaf, dy, retain_graph=True)
+
+
+# --------------------------------------------------------------------- the run
+@dataclass
+class Row:
+    config: str
+    title: str
+    shape: Tuple[int, ...]
+    pass_: str
+    layout: str
+    threads: int
+    ndpool_s: float
+    torch_s: Optional[float]
+    bound_s: float
+
+    @property
+    def vs_torch(self) -> Optional[float]:
+        return None if self.torch_s is None else self.ndpool_s / self.torch_s
+
+    @property
+    def vs_bound(self) -> float:
+        return self.ndpool_s / self.bound_s
+
+    @property
+    def torch_vs_bound(self) -> Optional[float]:
+        return None if self.torch_s is None else self.torch_s / self.bound_s
+
+
+@dataclass
+class Report:
+    rows: List[Row]
+    bandwidth: dict            # threads -> bytes/s
+    backend: str
+    torch_version: Optional[str]
+    options: argparse.Namespace
+
+
+def import_torch():
+    """PyTorch, or ``None`` (with a note on stderr) when it is not installed."""
+    try:
+        import torch
+    except ImportError:
+        print("ndpool bench: PyTorch is not installed; skipped its timings, the PyTorch "
+              "columns stay empty (pip install 'ndpool[torch]')", file=sys.stderr)
+        return None
+    return torch
+
+
+class _PlainProgress:
+    """Progress lines on stderr, for when tqdm is not installed."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.text = total, 0, ""
+
+    def set_description(self, text: str) -> None:
+        self.text = text
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        print(f"[{self.done}/{self.total}] {self.text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _PlainProgress(total)
+    return tqdm(total=total, unit="measurement", file=sys.stderr, dynamic_ncols=True)
+
+
+def _set_threads(n: int, torch) -> None:
+    import ndpool
+    ndpool.set_num_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def collect(options: argparse.Namespace, torch) -> Report:
+    """Measure the bandwidth, then every selected config; restores the thread counts."""
+    import ndpool
+    before = (ndpool.get_num_threads(), torch.get_num_threads() if torch else None)
+    bandwidth = {n: measure_bandwidth(n, options.bandwidth_mb)
+                 for n in sorted({1, *options.threads})}
+    total = len(options.configs) * len(options.layouts) * len(options.passes) * len(
+        options.threads)
+    progress, rows = _progress(total), []
+    rng = np.random.default_rng(0)
+    try:
+        for name in options.configs:
+            for layout in options.layouts:
+                rows += _measure_case(CONFIGS[name], layout, options, torch, bandwidth,
+                                      rng, progress)
+                gc.collect()   # the largest configs hold ~1 GB between them
+    finally:
+        progress.close()
+        ndpool.set_num_threads(before[0])
+        if torch is not None:
+            torch.set_num_threads(before[1])
+    return Report(rows, bandwidth, options.backend, torch.__version__ if torch else None,
+                  options)
+
+
+def _measure_case(config, layout, options, torch, bandwidth, rng, progress) -> List[Row]:
+    case = prepare(config, layout, options.scale, torch, rng)
+    rows = []
+    for pass_ in options.passes:
+        ours = case.forward if pass_ == "forward" else case.backward
+        theirs = case.torch_forward if pass_ == "forward" else case.torch_backward
+        moved = case.bytes_forward if pass_ == "forward" else case.bytes_backward
+        for threads in options.threads:
+            progress.set_description(f"{config.name} {pass_} {layout} {threads}t")
+            _set_threads(threads, torch)
+            times = time_interleaved([ours] + ([theirs] if theirs else []), options.repeats)
+            rows.append(Row(config.name, config.title, config.scaled_shape(options.scale),
+                            pass_, layout, threads, times[0],
+                            times[1] if theirs else None,
+                            moved / usable_bandwidth(bandwidth, threads)))
+            progress.update(1)
+    return rows
+
+
+# --------------------------------------------------------------------- the table
+COLUMNS = ("config", "op", "pass", "layout", "threads", "ndpool ms", "PyTorch ms",
+           "bound ms", "ndpool/PyTorch", "ndpool/bound", "PyTorch/bound")
+
+
+def _number(value: Optional[float], scale: float = 1.0) -> str:
+    if value is None:
+        return ""
+    value *= scale
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def table_lines(rows: Sequence[Row]) -> List[str]:
+    """The Markdown results table, one line per row after the two header lines."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 3 + "---:|" * 8]
+    for r in rows:
+        cells = (r.config, r.title, r.pass_, r.layout, str(r.threads),
+                 _number(r.ndpool_s, 1e3), _number(r.torch_s, 1e3), _number(r.bound_s, 1e3),
+                 _number(r.vs_torch), _number(r.vs_bound), _number(r.torch_vs_bound))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _geometric_mean(values: Sequence[float]) -> Optional[float]:
+    values = [v for v in values if v is not None]
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else None
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def render(report: Report, command: str) -> str:
+    """The whole Markdown document: the machine, the configs, the table, how to read it."""
+    import ndpool
+    o = report.options
+    bandwidth = ", ".join(f"{n} thread{'s' * (n > 1)}: {b / 1e9:.1f} GB/s"
+                          for n, b in report.bandwidth.items())
+    torch = f"PyTorch {report.torch_version}" if report.torch_version else (
+        "PyTorch not installed (its columns are empty)")
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# ndpool benchmark results", "",
+        f"- CPU: {cpu_name()}, `os.cpu_count()` = {os.cpu_count()}",
+        f"- Python {platform.python_version()}, NumPy {np.__version__}, {torch}, "
+        f"ndpool {ndpool.__version__}, backend `{report.backend}`",
+        f"- threads: {', '.join(map(str, o.threads))} (`ndpool.set_num_threads` = "
+        f"`torch.set_num_threads`)",
+        f"- date: {when}",
+        f"- memory bandwidth (`np.copyto` of {o.bandwidth_mb} MB split over the threads, "
+        f"read + write, median of 5): {bandwidth}",
+        f"- float32, batch scale {o.scale:g}, repeats "
+        f"{o.repeats or 'auto'} (medians, interleaved with PyTorch, after a warm-up)",
+        f"- command: `{command}`", "",
+        "| config | op | input (N, C, *spatial) | MB |", "|---|---|---|---:|",
+    ]
+    for name in o.configs:
+        c = CONFIGS[name]
+        shape = c.scaled_shape(o.scale)
+        lines.append(f"| {name} | {c.title} | {'×'.join(map(str, shape))} | "
+                     f"{math.prod(shape) * 4 / 1e6:.1f} |")
+    lines += [""] + table_lines(report.rows) + [""] + _summary(report.rows) + [
+        "", "Ratios below 1 mean ndpool is faster than PyTorch / closer to the bound. "
+        "bound = bytes that must move / bandwidth at that thread count; forward moves "
+        "input + output; backward moves dy + dx, plus the int64 argmax for max pools; the "
+        "bandwidth at n threads is the best measured with at most n. "
+        "Inputs that fit in cache can beat the bound. Backward is the pullback of "
+        "`ndpool.vjp` (PyTorch: `torch.autograd.grad` on a kept graph), timed alone. "
+        "channels_last: ndpool gets `layout=\"channels_last\"` on an (N, *spatial, C) "
+        "array (`global_avg_pool`, which has no `layout`, gets its (N, C, *spatial) "
+        "view); PyTorch gets a `channels_last` tensor over the same memory.", ""]
+    return "\n".join(lines)
+
+
+def _summary(rows: Sequence[Row]) -> List[str]:
+    vs_torch = _geometric_mean([r.vs_torch for r in rows])
+    vs_bound = _geometric_mean([r.vs_bound for r in rows])
+    text = f"Geometric means over the table: ndpool/bound {_number(vs_bound)}"
+    if vs_torch is not None:
+        text += f", ndpool/PyTorch {_number(vs_torch)}"
+    return [text + "."]
+
+
+# ---------------------------------------------------------------------- the plot
+def plot(report: Report, path: Path) -> None:
+    """Bar chart of ndpool/PyTorch and ndpool/bound per config, log scale, 1 marked."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise RuntimeError("ndpool bench --plot needs matplotlib: "
+                           "pip install 'ndpool[plot]'") from error
+    o = report.options
+    ratios = (("vs_torch", "ndpool / PyTorch  (below 1: ndpool is faster)"),
+              ("vs_bound", "ndpool / bandwidth bound  (1: at the memory limit)"))
+    variants = [(layout, n) for layout in o.layouts for n in o.threads]
+    height = 3.2 * len(o.passes) + 1.0
+    figure, axes = plt.subplots(len(o.passes), 2, squeeze=False, sharey="col",
+                                figsize=(min(16, 6 + 1.0 * len(o.configs)), height))
+    for row_axes, pass_ in zip(axes, o.passes):
+        for ax, (attribute, title) in zip(row_axes, ratios):
+            _bars(ax, report.rows, pass_, attribute, o.configs, variants)
+            ax.set_title(f"{pass_}: {title}", fontsize=10)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    top = 1 - 0.9 / height        # room for the title and the legend, in inches
+    figure.suptitle(f"ndpool ({report.backend} backend) on {cpu_name()}: time ratios, "
+                    "log scale, lower is better", y=1 - 0.15 / height, fontsize=11)
+    figure.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, top),
+                  ncol=len(variants), frameon=False, fontsize=9)
+    figure.tight_layout(rect=(0, 0, 1, top))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _bars(ax, rows, pass_, attribute, configs, variants) -> None:
+    width = 0.8 / len(variants)
+    for k, (layout, threads) in enumerate(variants):
+        values = {r.config: getattr(r, attribute) for r in rows
+                  if r.pass_ == pass_ and r.layout == layout and r.threads == threads}
+        heights = [values.get(name) or np.nan for name in configs]
+        ax.bar([i + (k - (len(variants) - 1) / 2) * width for i in range(len(configs))],
+               heights, width, label=f"{layout.replace('channels_', 'channels-')}, "
+               f"{threads} thread{'s' * (threads > 1)}", color=f"C{k}")
+    ax.axhline(1.0, color="black", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(configs)))
+    ax.set_xticklabels(configs, rotation=30, ha="right", fontsize=9)
+    ax.set_axisbelow(True)
+    ax.grid(axis="y", which="major", alpha=0.4)
+    ax.set_ylabel("ratio")
+    if attribute == "vs_torch" and all(r.torch_s is None for r in rows):
+        ax.text(0.5, 0.5, "PyTorch not installed", transform=ax.transAxes, ha="center")
+
+
+# ----------------------------------------------------------------------- entry points
+def run(args: argparse.Namespace, command: Optional[str] = None) -> int:
+    """Run the benchmark described by ``args`` (from ``add_arguments``); 0 on success."""
+    import ndpool
+    from . import backends
+
+    args.backend = args.backend or backends.default_backend()
+    if args.backend == "compiled" and backends.default_backend() != "compiled":
+        print("ndpool bench: the compiled backend is not available in this build; "
+              "use --backend reference", file=sys.stderr)
+        return 2
+    torch = import_torch()
+    with ndpool.use_backend(args.backend):
+        report = collect(args, torch)
+    text = render(report, command or " ".join(["ndpool"] + sys.argv[1:]))
+    print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"wrote {args.output}", file=sys.stderr)
+    if args.plot is not None:
+        try:
+            plot(report, args.plot)
+        except RuntimeError as error:
+            print(error, file=sys.stderr)
+            return 1
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = "ndpool bench",
+         output: Optional[Path] = None) -> int:
+    """``ndpool bench`` without the rest of the CLI (``benchmarks/run.py`` uses it)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    add_arguments(parser)
+    if output is not None:
+        parser.set_defaults(output=output)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run(parser.parse_args(argv), " ".join([prog] + argv))
