@@ -153,9 +153,11 @@ def check(op, torch_op, x, args=(), kwargs=None, *, backend="reference", exact=F
 
 
 # ------------------------------------------------------------- random geometries
-def random_sliding(rng, rank, *, dilation=True, padding=True, max_size=12):
+def random_sliding(rng, rank, *, dilation=True, padding=True, max_size=12,
+                   fit_kernel=False):
     """Random per-dim kernel/stride/padding/dilation/ceil_mode and a spatial size the
-    window fits in. Ints are sometimes given as one int for all dims."""
+    window fits in (without padding when ``fit_kernel``: torch's avg_pool3d needs it).
+    Ints are sometimes given as one int for all dims."""
     kernel, stride, pad, dil, spatial = [], [], [], [], []
     kmax = 4 if rank < 3 else 3
     default_stride = bool(rng.random() < 0.15)   # stride=None means stride=kernel_size
@@ -165,7 +167,7 @@ def random_sliding(rng, rank, *, dilation=True, padding=True, max_size=12):
         d = int(rng.integers(1, 3)) if dilation else 1
         p = int(rng.integers(0, k // 2 + 1)) if padding else 0
         extent = d * (k - 1) + 1
-        low = max(1, extent - 2 * p)
+        low = max(1, extent - 2 * p, extent if fit_kernel else 1)
         size = int(rng.integers(low, max(low, max_size - 3 * (rank == 3)) + 1))
         while not every_window_touches(size, k, s, p, d):
             size += 1   # dilated windows that skip the whole input are refused (test_errors)
