@@ -151,10 +151,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------ timing
 def time_interleaved(functions: Sequence[Callable[[], object]],
                      repeats: Optional[int]) -> List[float]:
-    """Median seconds per call of each function, after one warm-up call each.
+    """Median seconds per call of each function, timed in alternating blocks.
 
-    The calls alternate, so drift on a shared machine affects every function alike.
-    Without ``repeats``, enough repeats for about ``TARGET_SECONDS`` in all (3 to 50).
+    Alternating spreads the drift of a shared machine over every function alike; whole
+    blocks (each opened by an untimed call) rather than single calls, so one library's
+    still-spinning worker threads or cache state never land in the other's timings.
+    Without ``repeats``, enough for about ``TARGET_SECONDS`` in all (3 to 50 each).
 
     >>> [t >= 0 for t in time_interleaved([lambda: None, lambda: 1], repeats=2)]
     [True, True]
@@ -166,12 +168,17 @@ def time_interleaved(functions: Sequence[Callable[[], object]],
         warm += time.perf_counter() - start
     if repeats is None:
         repeats = min(MAX_REPEATS, max(3, int(TARGET_SECONDS / max(warm, 1e-9))))
+    blocks = min(3, repeats) if len(functions) > 1 else 1
     seconds: List[List[float]] = [[] for _ in functions]
-    for _ in range(repeats):
+    for block in range(blocks):
+        count = repeats // blocks + (block < repeats % blocks)
         for function, times in zip(functions, seconds):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
+            if len(functions) > 1:
+                function()      # untimed: the previous calls belonged to another function
+            for _ in range(count):
+                start = time.perf_counter()
+                function()
+                times.append(time.perf_counter() - start)
     return [statistics.median(times) for times in seconds]
 
 
@@ -442,7 +449,7 @@ def render(report: Report, command: str) -> str:
         f"- memory bandwidth (`np.copyto` of {o.bandwidth_mb} MB split over the threads, "
         f"read + write, median of 5): {bandwidth}",
         f"- float32, batch scale {o.scale:g}, repeats "
-        f"{o.repeats or 'auto'} (medians, interleaved with PyTorch, after a warm-up)",
+        f"{o.repeats or 'auto'} (medians; warm-up first; blocks alternate with PyTorch's)",
         f"- command: `{command}`", "",
         "| config | op | input (N, C, *spatial) | MB |", "|---|---|---|---:|",
     ]
