@@ -405,7 +405,7 @@ def _number(value: Optional[float], scale: float = 1.0) -> str:
 
 def table_lines(rows: Sequence[Row]) -> List[str]:
     """The Markdown results table, one line per row after the two header lines."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 3 + "---:|" * 8]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * 4 + "---:|" * 7]
     for r in rows:
         cells = (r.config, r.title, r.pass_, r.layout, str(r.threads),
                  _number(r.ndpool_s, 1e3), _number(r.torch_s, 1e3), _number(r.bound_s, 1e3),
