@@ -44,8 +44,10 @@ def tie_free(rng, shape, dtype=np.float64, positive=False):
     return values.reshape(shape).astype(dtype)
 
 
-def rank_of(op) -> int:
-    return int(op.__name__[-2])
+def rank_of(op):
+    """1, 2 or 3 for a per-rank op (``max_pool2d``), None for the global pools."""
+    name = op.__name__
+    return int(name[-2]) if name.endswith("d") and name[-2].isdigit() else None
 
 
 def _torch_dtype_input(x: np.ndarray):
