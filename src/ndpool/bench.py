@@ -302,6 +302,7 @@ class Report:
     backend: str
     torch_version: Optional[str]
     options: argparse.Namespace
+    load: Tuple[float, float] = (math.nan, math.nan)   # 1-minute load, start and end
 
 
 def import_torch():
@@ -351,6 +352,7 @@ def collect(options: argparse.Namespace, torch) -> Report:
     """Measure the bandwidth, then every selected config; restores the thread counts."""
     import ndpool
     before = (ndpool.get_num_threads(), torch.get_num_threads() if torch else None)
+    load_start = _load_average()
     bandwidth = {n: measure_bandwidth(n, options.bandwidth_mb)
                  for n in sorted({1, *options.threads})}
     total = len(options.configs) * len(options.layouts) * len(options.passes) * len(
@@ -369,7 +371,15 @@ def collect(options: argparse.Namespace, torch) -> Report:
         if torch is not None:
             torch.set_num_threads(before[1])
     return Report(rows, bandwidth, options.backend, torch.__version__ if torch else None,
-                  options)
+                  options, (load_start, _load_average()))
+
+
+def _load_average() -> float:
+    """The 1-minute load: other work on the machine shows up first in multi-thread rows."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return math.nan
 
 
 def _measure_case(config, layout, options, torch, bandwidth, rng, progress) -> List[Row]:
@@ -445,7 +455,8 @@ def render(report: Report, command: str) -> str:
         f"ndpool {ndpool.__version__}, backend `{report.backend}`",
         f"- threads: {', '.join(map(str, o.threads))} (`ndpool.set_num_threads` = "
         f"`torch.set_num_threads`)",
-        f"- date: {when}",
+        f"- date: {when}; load average {report.load[0]:.2f} at the start, "
+        f"{report.load[1]:.2f} at the end (this run adds up to its thread count; more means other work shared the CPU)",
         f"- memory bandwidth (`np.copyto` of {o.bandwidth_mb} MB split over the threads, "
         f"read + write, median of 5): {bandwidth}",
         f"- float32, batch scale {o.scale:g}, repeats "
