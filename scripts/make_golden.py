@@ -1,0 +1,181 @@
+"""Write the golden vectors in tests/golden/ from PyTorch (run: python scripts/make_golden.py).
+
+Each case is one small compressed .npz: the input ``x``, the ndpool call (``call``: op
+name, positional and keyword arguments as JSON; array arguments stored beside it as
+``arg_<name>`` and named in the JSON as {"$array": "arg_<name>"}), PyTorch's output
+``y``, its ``indices`` when the op returns them, a fixed upstream gradient ``dy`` and
+PyTorch's input gradient ``dx``. tests/test_golden.py checks ndpool against them
+without PyTorch.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import torch
+
+F = torch.nn.functional
+OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "golden"
+
+
+def tie_free(rng, shape, dtype=np.float32, positive=False):
+    n = int(np.prod(shape))
+    perm = rng.permutation(n).astype(np.float64)
+    values = (perm + 1) / n if positive else (perm - n // 2) / 8
+    return values.reshape(shape).astype(dtype)
+
+
+def min_pool(rank):
+    def run(t, *args, **kw):
+        out = getattr(F, f"max_pool{rank}d")(-t, *args, **kw)
+        return (-out[0], out[1]) if isinstance(out, tuple) else -out
+    return run
+
+
+def channels_last(fn):
+    """torch on the channels-first permutation of a (N, *spatial, C) input."""
+    def run(t, *args, **kw):
+        out = fn(t.movedim(-1, 1), *args, **kw)
+        if isinstance(out, tuple):
+            return tuple(o.movedim(1, -1) for o in out)
+        return out.movedim(1, -1)
+    return run
+
+
+def torch_kwargs(kwargs):
+    """ndpool-only keywords dropped (samples reaches torch as _random_samples)."""
+    return {k: v for k, v in kwargs.items() if k not in ("layout", "ties", "samples")}
+
+
+def case(name, op, x, args=(), kwargs=None, torch_fn=None, torch_extra=None, grad=True,
+         arrays=None):
+    """Run ``torch_fn(x, *args, **kwargs)`` and save everything ndpool's call needs."""
+    kwargs = dict(kwargs or {})
+    arrays = dict(arrays or {})
+    call_args = [({"$array": f"arg_{a[1:]}"} if isinstance(a, str) and a.startswith("@")
+                  else a) for a in args]
+    torch_args = [torch.from_numpy(arrays[a[1:]]) if isinstance(a, str) and a.startswith("@")
+                  else a for a in args]
+    call_kwargs = {k: ({"$array": f"arg_{v[1:]}"} if isinstance(v, str) and v.startswith("@")
+                       else v) for k, v in kwargs.items()}
+    t_kwargs = {k: (torch.from_numpy(arrays[v[1:]]) if isinstance(v, str)
+                    and v.startswith("@") else v) for k, v in torch_kwargs(kwargs).items()}
+    t_kwargs.update(torch_extra or {})
+    work = x.astype(np.float64) if x.dtype.kind in "iu" else x
+    t = torch.from_numpy(work.copy()).requires_grad_(grad)
+    out = torch_fn(t, *torch_args, **t_kwargs)
+    y, idx = out if isinstance(out, tuple) else (out, None)
+    record = {"x": x, "y": y.detach().numpy().astype(x.dtype),
+              "call": np.array(json.dumps({"op": op, "args": call_args,
+                                           "kwargs": call_kwargs}))}
+    if idx is not None:
+        record["indices"] = idx.numpy()
+    if grad:
+        dy = np.random.default_rng(len(name)).standard_normal(y.shape).astype(x.dtype)
+        y.backward(torch.from_numpy(dy))
+        record["dy"], record["dx"] = dy, t.grad.numpy()
+    for key, value in arrays.items():
+        record[f"arg_{key}"] = value
+    np.savez_compressed(OUT / f"{name}.npz", **record)
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.npz"):
+        old.unlink()
+    rng = np.random.default_rng(2024)
+    x1, x2, x3 = (tie_free(rng, s) for s in [(2, 3, 11), (2, 2, 7, 9), (1, 2, 5, 6, 5)])
+    ri = dict(return_indices=True)
+
+    # max / min: dilation, ceil_mode, padding, non-square kernels, layouts, NaN, ties
+    case("max_pool1d", "max_pool1d", x1, (3,), dict(stride=2, padding=1, dilation=2,
+         ceil_mode=True, **ri), F.max_pool1d)
+    case("max_pool2d", "max_pool2d", x2, ((3, 2),), dict(stride=(2, 1), padding=(1, 0),
+         dilation=(1, 2), ceil_mode=True, **ri), F.max_pool2d)
+    case("max_pool3d", "max_pool3d", x3, (2,), dict(stride=1, padding=1, **ri), F.max_pool3d)
+    nan = x2.copy()
+    nan[0, 0, 1:3, 1:3] = np.nan
+    nan[1, 1, 4, 5] = np.nan
+    case("max_pool2d_nan", "max_pool2d", nan, (3,), dict(stride=2, padding=1, **ri),
+         F.max_pool2d)
+    ties = rng.integers(0, 3, size=(2, 2, 7, 9)).astype(np.float32)
+    case("max_pool2d_ties", "max_pool2d", ties, (3,), dict(stride=1, **ri), F.max_pool2d)
+    case("max_pool2d_channels_last", "max_pool2d", np.ascontiguousarray(
+        np.moveaxis(x2, 1, -1)), (2,), dict(stride=2, layout="channels_last", **ri),
+        channels_last(F.max_pool2d))
+    case("max_pool2d_int64", "max_pool2d", rng.integers(-99, 99, size=(2, 2, 7, 9)), (3,),
+         dict(stride=2, padding=1, ceil_mode=True), F.max_pool2d, grad=False)
+    case("max_pool2d_float16", "max_pool2d", x2.astype(np.float16), (3,),
+         dict(stride=2, **ri), F.max_pool2d)
+    case("max_pool2d_unbatched", "max_pool2d", x2[0], (2,), dict(**ri), F.max_pool2d)
+    case("min_pool1d", "min_pool1d", x1, (4,), dict(stride=3, padding=2, ceil_mode=True,
+         **ri), min_pool(1))
+    case("min_pool2d", "min_pool2d", x2, ((2, 3),), dict(stride=(1, 2), dilation=(2, 1),
+         **ri), min_pool(2))
+    case("min_pool3d", "min_pool3d", x3, (3,), dict(stride=2, padding=1, ceil_mode=True,
+         **ri), min_pool(3))
+
+    # averages: count_include_pad, divisor_override, ceil_mode
+    case("avg_pool1d", "avg_pool1d", x1, (3,), dict(stride=2, padding=1, ceil_mode=True,
+         count_include_pad=False), F.avg_pool1d)
+    case("avg_pool2d", "avg_pool2d", x2, ((3, 2),), dict(stride=(2, 1), padding=(1, 1),
+         ceil_mode=True), F.avg_pool2d)
+    case("avg_pool2d_divisor", "avg_pool2d", x2.astype(np.float64), (3,),
+         dict(stride=2, padding=1, divisor_override=5), F.avg_pool2d)
+    case("avg_pool2d_channels_last", "avg_pool2d", np.ascontiguousarray(
+        np.moveaxis(x2, 1, -1)), (3,), dict(stride=2, padding=1, count_include_pad=False,
+        layout="channels_last"), channels_last(F.avg_pool2d))
+    case("avg_pool3d", "avg_pool3d", x3, (2,), dict(stride=2, padding=1, ceil_mode=True,
+         count_include_pad=False, divisor_override=3), F.avg_pool3d)
+
+    # Lp on positive input, partial ceil_mode windows
+    p1, p2, p3 = (tie_free(rng, s, positive=True) for s in [(2, 3, 11), (2, 2, 7, 9),
+                                                             (1, 2, 5, 6, 5)])
+    case("lp_pool1d", "lp_pool1d", p1, (2, 3), dict(stride=2, ceil_mode=True), F.lp_pool1d)
+    case("lp_pool2d", "lp_pool2d", p2, (1.5, (2, 3)), dict(ceil_mode=True), F.lp_pool2d)
+    case("lp_pool3d", "lp_pool3d", p3.astype(np.float64), (3, 2), dict(stride=1),
+         F.lp_pool3d)
+
+    # adaptive pools: output smaller and larger than the input
+    case("adaptive_max_pool1d", "adaptive_max_pool1d", x1, (4,), ri, F.adaptive_max_pool1d)
+    case("adaptive_max_pool2d", "adaptive_max_pool2d", x2, ((3, 13),), ri,
+         F.adaptive_max_pool2d)
+    case("adaptive_max_pool3d", "adaptive_max_pool3d", x3, ((2, 7, 3),), ri,
+         F.adaptive_max_pool3d)
+    case("adaptive_avg_pool1d", "adaptive_avg_pool1d", x1, (15,), {}, F.adaptive_avg_pool1d)
+    case("adaptive_avg_pool2d", "adaptive_avg_pool2d", x2, ((4, 5),), {},
+         F.adaptive_avg_pool2d)
+    case("adaptive_avg_pool3d", "adaptive_avg_pool3d", x3.astype(np.float64), ((3, 4, 7),),
+         {}, F.adaptive_avg_pool3d)
+
+    # fractional: PyTorch's _random_samples are ndpool's samples
+    s2 = rng.random((2, 2, 2)).astype(np.float32)
+    case("fractional_max_pool2d", "fractional_max_pool2d", x2, (2,),
+         dict(output_size=(4, 5), samples="@samples", **ri), F.fractional_max_pool2d,
+         torch_extra={"_random_samples": torch.from_numpy(s2)}, arrays={"samples": s2})
+    s3 = rng.random((1, 2, 3)).astype(np.float32)
+    case("fractional_max_pool3d", "fractional_max_pool3d", x3, ((2, 2, 3),),
+         dict(output_ratio=(0.5, 0.5, 0.5), samples="@samples", **ri),
+         F.fractional_max_pool3d, torch_extra={"_random_samples": torch.from_numpy(s3)},
+         arrays={"samples": s3})
+    # max unpooling of torch's own pooled values, with and without output_size
+    for rank, x, k, s, p, size in [(1, x1, 3, 2, 1, None), (2, x2, 2, 2, 0, [7, 9]),
+                                   (3, x3, 3, 2, 1, [1, 2, 5, 6, 5])]:
+        y, idx = getattr(F, f"max_pool{rank}d")(torch.from_numpy(x), k, s, p,
+                                                return_indices=True)
+        case(f"max_unpool{rank}d", f"max_unpool{rank}d", y.numpy(), ("@indices", k),
+             dict(stride=s, padding=p, output_size=size), getattr(F, f"max_unpool{rank}d"),
+             arrays={"indices": idx.numpy()})
+
+    # global pools (tie-free, so torch's amax gives the gradient to one element)
+    case("global_max_pool", "global_max_pool", x3, (), {},
+         lambda t: torch.amax(t, dim=(2, 3, 4)))
+    case("global_avg_pool", "global_avg_pool", x2, (), dict(keepdims=True),
+         lambda t, keepdims: torch.mean(t, dim=(2, 3), keepdim=keepdims))
+    total = sum(f.stat().st_size for f in OUT.glob("*.npz"))
+    print(f"wrote {len(list(OUT.glob('*.npz')))} files, {total} bytes, to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
