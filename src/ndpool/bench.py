@@ -439,6 +439,23 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def _revision() -> str:
+    """`` (git abc1234, uncommitted changes)`` for a source checkout, else nothing: a
+    results file must say which code it measured."""
+    import subprocess
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here.parent,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if not commit:
+        return ""
+    return f" (git {commit}{', uncommitted changes' if dirty else ''})"
+
+
 def render(report: Report, command: str) -> str:
     """The whole Markdown document: the machine, the configs, the table, how to read it."""
     import ndpool
@@ -452,7 +469,7 @@ def render(report: Report, command: str) -> str:
         "# ndpool benchmark results", "",
         f"- CPU: {cpu_name()}, `os.cpu_count()` = {os.cpu_count()}",
         f"- Python {platform.python_version()}, NumPy {np.__version__}, {torch}, "
-        f"ndpool {ndpool.__version__}, backend `{report.backend}`",
+        f"ndpool {ndpool.__version__}{_revision()}, backend `{report.backend}`",
         f"- threads: {', '.join(map(str, o.threads))} (`ndpool.set_num_threads` = "
         f"`torch.set_num_threads`)",
         f"- date: {when}; load average {report.load[0]:.2f} at the start, "
