@@ -238,6 +238,8 @@ def fractional_max_pool(op: str, rank: int, x, kernel_size, output_size=None,
     kernel = int_tuple(op, "kernel_size", kernel_size, rank)
     out = _fractional_size(op, lay, kernel, output_size, output_ratio)
     table = _samples(op, lay, samples, rng, x.dtype)
+    if not lay.planes:   # empty batch: no windows are taken, any one row gives the geometry
+        table = np.zeros((1, lay.rank), dtype=x.dtype)
     win = fractional_window(lay.spatial, out, kernel, table)
     return _extreme("max", op, x, lay, win, flag(op, "return_indices", return_indices),
                     "first", grad)
@@ -272,8 +274,8 @@ def _samples(op, lay: Layout, samples, rng, dtype) -> np.ndarray:
     table = np.asarray(samples)
     if table.dtype.kind != "f":
         type_fail(op, f"samples has dtype {table.dtype}; use a float dtype")
-    if table.shape not in (shape, shape[1:]) or (not lay.batched and table.ndim != 2
-                                                 and table.shape[0] != 1):
+    # (C, dims) only for unbatched input, where it reads as (1, C, dims)
+    if table.shape not in ((shape,) if lay.batched else (shape, shape[1:])):
         fail(op, f"samples must have shape {shape}, got {table.shape}")
     table = table.astype(dtype)
     if not np.all((table >= 0) & (table < 1)):
