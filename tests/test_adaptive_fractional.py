@@ -147,3 +147,19 @@ def test_fractional_rng_is_reproducible(backend):
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
     assert a[0].shape == (2, 3, 4, 4)
+
+
+def test_fractional_unbatched_samples_shapes(backend):
+    """Unbatched input takes samples of shape (C, dims) or (1, C, dims), same windows."""
+    rng = np.random.default_rng(8)
+    x = tie_free(rng, (3, 9, 8))
+    u = rng.random((3, 2))
+    with ndpool.use_backend(backend):
+        a = ndpool.fractional_max_pool2d(x, 2, output_size=4, samples=u, return_indices=True)
+        b = ndpool.fractional_max_pool2d(x, 2, output_size=4, samples=u[None],
+                                         return_indices=True)
+        c = ndpool.fractional_max_pool2d(x[None], 2, output_size=4, samples=u[None],
+                                         return_indices=True)
+    for got in (b, (c[0][0], c[1][0])):
+        np.testing.assert_array_equal(a[0], got[0])
+        np.testing.assert_array_equal(a[1], got[1])
