@@ -1,32 +1,195 @@
-// Python bindings of the compiled core. Only argument plumbing lives here.
+// Python bindings of the compiled core: argument plumbing and the one dtype dispatch.
+// Outputs are allocated by the Python adapter (backends/compiled.py) with the GIL held;
+// every loop here runs with the GIL released.
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
 
-#include <cstdlib>
 #include <stdexcept>
-#include <thread>
+#include <string>
+
+#include "backward.hpp"
+#include "engine.hpp"
 
 namespace nb = nanobind;
+using namespace ndpool;
 
 namespace {
 
-int default_threads() {
-    if (const char *env = std::getenv("NDPOOL_NUM_THREADS")) {
-        int n = std::atoi(env);
-        if (n > 0) return n;
+using Array = nb::ndarray<nb::device::cpu, nb::c_contig>;
+using Input = nb::ndarray<nb::ro, nb::device::cpu, nb::c_contig>;  // may be read-only
+using Table = nb::ndarray<const int64_t, nb::device::cpu, nb::c_contig>;
+
+// axes: three tuples (first, count, skip, step, stride, n_in, kernel), tables (P', out).
+Geometry geometry(nb::tuple axes, i64 planes, i64 lanes) {
+    if (nb::len(axes) != 3) throw std::invalid_argument("core: expected three axes");
+    Geometry g;
+    g.planes = planes, g.lanes = lanes;
+    for (int a = 0; a < 3; ++a) {
+        nb::tuple t = nb::cast<nb::tuple>(axes[a]);
+        Table first = nb::cast<Table>(t[0]), count = nb::cast<Table>(t[1]), skip = nb::cast<Table>(t[2]);
+        Axis &ax = g.axis[a];
+        ax.first = first.data(), ax.count = count.data(), ax.skip = skip.data();
+        ax.step = nb::cast<i64>(t[3]), ax.stride = nb::cast<i64>(t[4]);
+        ax.n_in = nb::cast<i64>(t[5]), ax.kernel = nb::cast<i64>(t[6]);
+        ax.n_out = static_cast<i64>(first.shape(first.ndim() - 1));
+        ax.per_plane = first.ndim() == 2 && first.shape(0) > 1;
+        bool trivial = ax.kernel == 1 && ax.n_in == ax.n_out && !ax.per_plane;
+        for (i64 o = 0; trivial && o < ax.n_out; ++o) trivial = ax.first[o] == o && ax.count[o] == 1;
+        ax.trivial = trivial;
     }
-    unsigned hw = std::thread::hardware_concurrency();
-    return hw == 0 ? 1 : static_cast<int>(hw);
+    return g;
 }
 
-int g_threads = default_threads();
+template <class T> struct Tag { using type = T; };
+
+// Calls f(Tag<T>{}) for the array's element type; integers only where `integers`.
+template <class F>
+void dispatch(const nb::dlpack::dtype &dt, bool integers, F &&f) {
+    using Code = nb::dlpack::dtype_code;
+    const auto code = static_cast<Code>(dt.code);
+    if (code == Code::Float) {
+        switch (dt.bits) {
+            case 16: return f(Tag<_Float16>{});
+            case 32: return f(Tag<float>{});
+            case 64: return f(Tag<double>{});
+        }
+    } else if (integers && code == Code::Int) {
+        switch (dt.bits) {
+            case 8: return f(Tag<int8_t>{});
+            case 16: return f(Tag<int16_t>{});
+            case 32: return f(Tag<int32_t>{});
+            case 64: return f(Tag<int64_t>{});
+        }
+    } else if (integers && code == Code::UInt) {
+        switch (dt.bits) {
+            case 8: return f(Tag<uint8_t>{});
+            case 16: return f(Tag<uint16_t>{});
+            case 32: return f(Tag<uint32_t>{});
+            case 64: return f(Tag<uint64_t>{});
+        }
+    }
+    throw nb::type_error("core: unsupported dtype");
+}
+
+IndexKind index_kind(const nb::dlpack::dtype &dt) {
+    using Code = nb::dlpack::dtype_code;
+    const auto code = static_cast<Code>(dt.code);
+    if (code == Code::UInt && dt.bits == 8) return IndexKind::u8;
+    if (code == Code::UInt && dt.bits == 16) return IndexKind::u16;
+    if (code == Code::Int && dt.bits == 32) return IndexKind::i32;
+    if (code == Code::Int && dt.bits == 64) return IndexKind::flat;
+    throw nb::type_error("core: unsupported index dtype");
+}
+
+template <class R>
+void run_forward(Input &x, const Geometry &g, const Outputs &out) {
+    dispatch(x.dtype(), R::extreme, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        using A = typename Acc<T>::type;
+        nb::gil_scoped_release release;
+        forward<R, T, A>(static_cast<const T *>(x.data()), g, out);
+    });
+}
+
+void forward_op(Input x, Array y, nb::object arg, nb::object divisor, const std::string &kind,
+                i64 planes, i64 lanes, nb::tuple axes) {
+    Geometry g = geometry(axes, planes, lanes);
+    Outputs out;
+    out.y = y.data();
+    Array arg_array, div_array;
+    if (!arg.is_none()) {
+        arg_array = nb::cast<Array>(arg);
+        out.arg = arg_array.data(), out.kind = index_kind(arg_array.dtype());
+    }
+    nb::ndarray<const double, nb::device::cpu, nb::c_contig> div;
+    if (!divisor.is_none()) {
+        div = nb::cast<decltype(div)>(divisor);
+        out.divisor = div.data();
+    }
+    if (kind == "max") run_forward<Max>(x, g, out);
+    else if (kind == "min") run_forward<Min>(x, g, out);
+    else if (kind == "sum") run_forward<Sum>(x, g, out);
+    else throw std::invalid_argument("core: unknown reduction " + kind);
+}
+
+void scatter_op(Input dy, Input arg, Array dx, i64 planes, i64 lanes, nb::tuple axes) {
+    Geometry g = geometry(axes, planes, lanes);
+    dispatch(dy.dtype(), false, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        const T *pdy = static_cast<const T *>(dy.data());
+        T *pdx = static_cast<T *>(dx.data());
+        const void *pa = arg.data();
+        const IndexKind kind = index_kind(arg.dtype());
+        nb::gil_scoped_release release;
+        switch (kind) {
+            case IndexKind::u8: scatter<T, uint8_t, false>(pdy, static_cast<const uint8_t *>(pa), pdx, g); break;
+            case IndexKind::u16: scatter<T, uint16_t, false>(pdy, static_cast<const uint16_t *>(pa), pdx, g); break;
+            case IndexKind::i32: scatter<T, int32_t, false>(pdy, static_cast<const int32_t *>(pa), pdx, g); break;
+            case IndexKind::flat: scatter<T, int64_t, true>(pdy, static_cast<const int64_t *>(pa), pdx, g); break;
+            case IndexKind::none: break;
+        }
+    });
+}
+
+void spread_op(Input dy, nb::ndarray<const double, nb::device::cpu, nb::c_contig> divisor, Array dx,
+               i64 planes, i64 lanes, nb::tuple axes) {
+    Geometry g = geometry(axes, planes, lanes);
+    dispatch(dy.dtype(), false, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        nb::gil_scoped_release release;
+        spread<T>(static_cast<const T *>(dy.data()), divisor.data(), static_cast<T *>(dx.data()), g);
+    });
+}
+
+void split_ties_op(Input x, Input dy, Array dx, const std::string &kind, i64 planes, i64 lanes,
+                   nb::tuple axes) {
+    Geometry g = geometry(axes, planes, lanes);
+    if (x.dtype() != dy.dtype()) throw nb::type_error("core: x and dy dtypes differ");
+    dispatch(x.dtype(), true, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        const T *px = static_cast<const T *>(x.data()), *pdy = static_cast<const T *>(dy.data());
+        T *pdx = static_cast<T *>(dx.data());
+        nb::gil_scoped_release release;
+        if (kind == "max") split_ties<Max, T>(px, pdy, pdx, g);
+        else split_ties<Min, T>(px, pdy, pdx, g);
+    });
+}
+
+void unpool_op(Input x, nb::ndarray<const int64_t, nb::device::cpu, nb::c_contig> index, Array y,
+               i64 planes, i64 n_in, i64 n_out) {
+    dispatch(x.dtype(), true, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        nb::gil_scoped_release release;
+        unpool<T>(static_cast<const T *>(x.data()), index.data(), static_cast<T *>(y.data()), planes,
+                  n_in, n_out);
+    });
+}
+
+void unpool_backward_op(Input dy, nb::ndarray<const int64_t, nb::device::cpu, nb::c_contig> index,
+                        Array dx, i64 planes, i64 n_in, i64 n_out) {
+    dispatch(dy.dtype(), true, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        nb::gil_scoped_release release;
+        unpool_backward<T>(static_cast<const T *>(dy.data()), index.data(), static_cast<T *>(dx.data()),
+                           planes, n_in, n_out);
+    });
+}
 
 }  // namespace
 
 NB_MODULE(_core, m) {
-    m.doc() = "ndpool's compiled pooling core";
+    m.doc() = "ndpool's compiled pooling core (see backends/compiled.py for the contract)";
     m.def("set_num_threads", [](int n) {
         if (n < 1) throw std::invalid_argument("set_num_threads: n must be at least 1");
-        g_threads = n;
+        ThreadPool::instance().set_threads(n);
     }, nb::arg("n"));
-    m.def("get_num_threads", []() { return g_threads; });
+    m.def("get_num_threads", []() { return ThreadPool::instance().threads(); });
+    m.def("forward", &forward_op, nb::arg("x"), nb::arg("y"), nb::arg("arg").none(),
+          nb::arg("divisor").none(), nb::arg("kind"), nb::arg("planes"), nb::arg("lanes"), nb::arg("axes"));
+    m.def("scatter", &scatter_op);
+    m.def("spread", &spread_op);
+    m.def("split_ties", &split_ties_op);
+    m.def("unpool", &unpool_op);
+    m.def("unpool_backward", &unpool_backward_op);
 }

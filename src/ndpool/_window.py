@@ -28,9 +28,11 @@ class Axis:
 
     ``first[p, o]`` is the input position of window ``o``'s first in-bounds tap (``p``
     indexes planes for fractional pooling, else it has length 1), ``count[p, o]`` the
-    number of in-bounds taps, ``step`` the distance between taps, ``skip[o]`` how many
-    taps of the full kernel fall before ``first`` (in the padding) and ``divisor[o]`` the
-    per-dim factor of an average's divisor.
+    number of in-bounds taps, ``step`` the distance between taps, ``skip[p, o]`` how many
+    taps of the full kernel fall before ``first`` (in the padding; same shape as ``first``) and ``divisor[o]`` the
+    per-dim factor of an average's divisor. ``kernel`` is the number of taps of the
+    full kernel and ``stride`` the distance between window starts (0 when the windows
+    are not evenly spaced: adaptive and fractional pooling).
     """
 
     first: np.ndarray
@@ -38,6 +40,8 @@ class Axis:
     step: int
     skip: np.ndarray
     divisor: np.ndarray
+    kernel: int = 1
+    stride: int = 0
 
     @property
     def out(self) -> int:
@@ -92,11 +96,15 @@ class Window:
         return result
 
 
-def _axis(first, count, step, skip, divisor) -> Axis:
+def _axis(first, count, step, skip, divisor, kernel=None, stride=0) -> Axis:
     as_table = lambda a: np.ascontiguousarray(np.atleast_2d(np.asarray(a, dtype=np.int64)))
-    return Axis(first=as_table(first), count=as_table(count), step=int(step),
-                skip=np.asarray(skip, dtype=np.int64),
-                divisor=np.asarray(divisor, dtype=np.float64))
+    first, count = as_table(first), as_table(count)
+    skip = as_table(np.broadcast_to(np.asarray(skip, dtype=np.int64), first.shape))
+    if kernel is None:
+        kernel = int((skip + count).max())
+    return Axis(first=first, count=count, step=int(step), skip=skip,
+                divisor=np.asarray(divisor, dtype=np.float64), kernel=int(kernel),
+                stride=int(stride))
 
 
 def _sliding_axis(size, out, kernel, stride, dilation, pad_lo, count_lo, count_hi) -> Axis:
@@ -107,7 +115,7 @@ def _sliding_axis(size, out, kernel, stride, dilation, pad_lo, count_lo, count_h
     count = np.maximum(last - skip + 1, 0)
     first = start + skip * dilation
     divisor = np.minimum(start + kernel, count_hi) - np.maximum(start, count_lo)
-    return _axis(first, count, dilation, skip, divisor)
+    return _axis(first, count, dilation, skip, divisor, kernel, stride)
 
 
 def _torch_out_size(size, kernel, stride, pad, dilation, ceil_mode) -> int:
@@ -198,7 +206,7 @@ def fractional_window(in_size: Ints, out_size: Ints, kernel: Ints,
     axes = []
     for dim, (size, out, k) in enumerate(zip(in_size, out_size, kernel)):
         first = fractional_intervals(samples[:, order[dim]], size, out, k)
-        axes.append(_axis(first, np.full_like(first, k), 1, np.zeros(out), np.full(out, k)))
+        axes.append(_axis(first, np.full_like(first, k), 1, np.zeros(out), np.full(out, k), k))
     ones = (1,) * rank
     return Window(tuple(in_size), tuple(out_size), tuple(kernel), None, ones,
                   (0,) * rank, (0,) * rank, tuple(axes))

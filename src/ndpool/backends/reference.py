@@ -84,11 +84,12 @@ def _back(y: np.ndarray, channels_last: bool, like_batch: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------ the ops
 def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: bool = False,
-           divisor: Optional[np.ndarray] = None, want_indices: bool = False):
+           divisor: Optional[np.ndarray] = None, indices: Optional[str] = None):
     """Window max / min / sum / mean of canonical ``x``.
 
-    Returns ``(y, indices)``; ``indices`` (flat per-plane int64, NaN's last position
-    winning, else the first extreme in scan order) only for max/min when asked for.
+    Returns ``(y, winners)``; ``winners`` (flat per-plane int64 indices, NaN's last
+    position winning, else the first extreme in scan order) only for max/min when
+    ``indices`` is "flat" or "any" (this backend keeps flat indices either way).
     """
     batch = x.shape[0]
     planes = _first(x, channels_last)
@@ -102,7 +103,7 @@ def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: boo
     else:
         filled = np.where(mask, windows, np.asarray(_identity(x.dtype, kind), x.dtype))
         y = filled.max(axis=-1) if kind == "max" else filled.min(axis=-1)
-        indices = _winners(filled, y, mask, flat) if want_indices else None
+        indices = _winners(filled, y, mask, flat) if indices else None
     y = _back(y.astype(x.dtype, copy=False), channels_last, batch)
     if indices is not None:
         indices = _back(indices, channels_last, batch)
@@ -122,7 +123,8 @@ def _winners(windows, best, mask, flat) -> np.ndarray:
     return np.take_along_axis(flat, pick[..., None], axis=-1)[..., 0].astype(np.int64)
 
 
-def scatter_indices(dy: np.ndarray, indices: np.ndarray, spatial, *, channels_last=False):
+def scatter_indices(dy: np.ndarray, indices: np.ndarray, axes: Sequence[Axis], spatial, *,
+                    channels_last=False):
     """Backward of max/min with first-winner ties: ``dx[indices] += dy`` per plane."""
     batch = dy.shape[0]
     dy, indices = _first(dy, channels_last), _first(indices, channels_last)

@@ -74,15 +74,18 @@ def _extreme(kind, op, x, lay: Layout, win: Window, return_indices, ties, grad):
     backend = backends.current()
     x3, axes = lay.canonical(x), axes3(win)
     last = lay.channels_last
-    want = return_indices or (grad and ties == "first")
-    y3, idx3 = backend.reduce(x3, axes, kind, channels_last=last, want_indices=want)
+    # flat indices only when the caller wants them; a backward pass alone lets the
+    # backend keep whatever form of the winners is cheapest
+    want = "flat" if return_indices else ("any" if grad and ties == "first" else None)
+    y3, idx3 = backend.reduce(x3, axes, kind, channels_last=last, indices=want)
     y = lay.restore(y3, win.out_size)
     result = (y, lay.restore(idx3, win.out_size)) if return_indices else y
     if not grad:
         return result, None
     spatial = spatial3(lay.spatial)
     if ties == "first":
-        rule = lambda dy3: backend.scatter_indices(dy3, idx3, spatial, channels_last=last)
+        rule = lambda dy3: backend.scatter_indices(dy3, idx3, axes, spatial,
+                                                   channels_last=last)
     else:
         rule = lambda dy3: backend.split_ties(x3, dy3, axes, kind, channels_last=last)
     return result, _pullback(op, y, x, lay, rule)

@@ -1,0 +1,43 @@
+// The reductions: max and min (a NaN wins, the last one in scan order; otherwise the
+// first extreme stays) and sum (averages divide afterwards).
+#pragma once
+
+#include <limits>
+
+namespace ndpool {
+
+struct Max {
+    static constexpr bool extreme = true;
+    template <class A>
+    static A identity() {
+        return std::numeric_limits<A>::has_infinity ? -std::numeric_limits<A>::infinity()
+                                                    : std::numeric_limits<A>::lowest();
+    }
+    template <class A>
+    static bool take(A v, A best) { return v > best || v != v; }
+};
+
+struct Min {
+    static constexpr bool extreme = true;
+    template <class A>
+    static A identity() {
+        return std::numeric_limits<A>::has_infinity ? std::numeric_limits<A>::infinity()
+                                                    : std::numeric_limits<A>::max();
+    }
+    template <class A>
+    static bool take(A v, A best) { return v < best || v != v; }
+};
+
+struct Sum {
+    static constexpr bool extreme = false;
+    template <class A>
+    static A identity() { return A(0); }
+};
+
+// Accumulator type: float16 works in float32; everything else in itself.
+template <class T>
+struct Acc { using type = T; };
+template <>
+struct Acc<_Float16> { using type = float; };
+
+}  // namespace ndpool

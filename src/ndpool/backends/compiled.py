@@ -1,0 +1,111 @@
+"""Adapter to the compiled core: allocate outputs, hand the Window's tables to C++.
+
+The core reads C-contiguous arrays, so a contiguous input is passed as it is and any
+other view is copied once. Outputs are allocated here with the GIL held; the core runs
+with it released. Max/min keep their winners as compact kernel offsets (one byte for
+windows of up to 256 cells) unless flat int64 indices are asked for.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .. import _core
+from .._window import Axis
+
+name = "compiled"
+available = hasattr(_core, "forward")
+
+
+def _geometry(axes: Sequence[Axis], spatial) -> tuple:
+    return tuple((a.first, a.count, a.skip, a.step, a.stride, int(n), a.kernel)
+                 for a, n in zip(axes, spatial))
+
+
+def _planes_lanes(x: np.ndarray, channels_last: bool):
+    return (x.shape[0], x.shape[4]) if channels_last else (x.shape[0], 1)
+
+
+def _compact_dtype(axes: Sequence[Axis]) -> np.dtype:
+    volume = int(np.prod([a.kernel for a in axes]))
+    return np.dtype(np.uint8 if volume <= 256 else np.uint16 if volume <= 65536 else np.int32)
+
+
+def _out_shape(x: np.ndarray, axes, channels_last: bool) -> tuple:
+    out = tuple(a.out for a in axes)
+    return (x.shape[0],) + out + ((x.shape[4],) if channels_last else ())
+
+
+def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: bool = False,
+           divisor: Optional[np.ndarray] = None, indices: Optional[str] = None):
+    """Window max / min / sum / mean; ``indices``: None, "flat" (int64) or "any"."""
+    x = np.ascontiguousarray(x)
+    shape = _out_shape(x, axes, channels_last)
+    y = np.empty(shape, dtype=x.dtype)
+    arg = None
+    if indices is not None and kind in ("max", "min"):
+        arg = np.empty(shape, dtype=np.int64 if indices == "flat" else _compact_dtype(axes))
+    div = None
+    if kind == "mean":
+        out = tuple(a.out for a in axes)
+        div = np.ascontiguousarray(np.broadcast_to(divisor, out), dtype=np.float64).reshape(-1)
+    planes, lanes = _planes_lanes(x, channels_last)
+    _core.forward(x, y, arg, div, "sum" if kind == "mean" else kind, planes, lanes,
+                  _geometry(axes, x.shape[1:4]))
+    return y, arg
+
+
+def scatter_indices(dy: np.ndarray, arg: np.ndarray, axes: Sequence[Axis], spatial, *,
+                    channels_last: bool = False):
+    """Max/min backward with first-winner ties, from compact offsets or flat indices."""
+    dy = np.ascontiguousarray(dy)
+    planes, lanes = _planes_lanes(dy, channels_last)
+    dx = np.empty((planes,) + tuple(spatial) + ((lanes,) if channels_last else ()), dy.dtype)
+    _core.scatter(dy, np.ascontiguousarray(arg), dx, planes, lanes, _geometry(axes, spatial))
+    return dx
+
+
+def spread(dy: np.ndarray, axes: Sequence[Axis], spatial, divisor, *, channels_last=False):
+    """Mean backward: each window's ``dy / divisor`` to all its in-bounds taps."""
+    dy = np.ascontiguousarray(dy)
+    planes, lanes = _planes_lanes(dy, channels_last)
+    out = tuple(a.out for a in axes)
+    div = np.ascontiguousarray(np.broadcast_to(divisor, out), dtype=np.float64).reshape(-1)
+    dx = np.empty((planes,) + tuple(spatial) + ((lanes,) if channels_last else ()), dy.dtype)
+    _core.spread(dy, div, dx, planes, lanes, _geometry(axes, spatial))
+    return dx
+
+
+def split_ties(x: np.ndarray, dy: np.ndarray, axes: Sequence[Axis], kind: str, *,
+               channels_last=False):
+    """Max/min backward with ``ties="split"``."""
+    dy = np.ascontiguousarray(dy)
+    x = np.ascontiguousarray(x, dtype=dy.dtype)
+    planes, lanes = _planes_lanes(x, channels_last)
+    dx = np.empty(x.shape, dy.dtype)
+    _core.split_ties(x, dy, dx, kind, planes, lanes, _geometry(axes, x.shape[1:4]))
+    return dx
+
+
+def unpool(x: np.ndarray, indices: np.ndarray, spatial, *, channels_last=False):
+    """Zeros of size ``spatial`` with ``x`` written at the flat per-plane ``indices``."""
+    if channels_last:
+        raise NotImplementedError("max_unpool takes channels-first input only")
+    x = np.ascontiguousarray(x)
+    index = np.ascontiguousarray(indices, dtype=np.int64)
+    y = np.empty((x.shape[0],) + tuple(spatial), x.dtype)
+    _core.unpool(x, index, y, x.shape[0], int(np.prod(x.shape[1:])), int(np.prod(spatial)))
+    return y
+
+
+def unpool_backward(dy: np.ndarray, indices: np.ndarray, *, channels_last=False):
+    """Gradient of max-unpooling with respect to its input."""
+    if channels_last:
+        raise NotImplementedError("max_unpool takes channels-first input only")
+    dy = np.ascontiguousarray(dy)
+    index = np.ascontiguousarray(indices, dtype=np.int64)
+    dx = np.empty(index.shape, dy.dtype)
+    _core.unpool_backward(dy, index, dx, dy.shape[0], int(np.prod(index.shape[1:])),
+                          int(np.prod(dy.shape[1:])))
+    return dx
