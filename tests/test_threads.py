@@ -167,7 +167,9 @@ def test_set_num_threads_rejects_non_positive_and_non_int(bad, restore_threads):
 
 def _python(code: str, **env):
     environment = dict(os.environ, **env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environment,
+    # -S as the parent when it runs without site (scripts/sanitize.sh's isolated build)
+    flags = ["-S"] if sys.flags.no_site else []
+    return subprocess.run([sys.executable, *flags, "-c", textwrap.dedent(code)], env=environment,
                           capture_output=True, text=True, timeout=240)
 
 
