@@ -17,7 +17,7 @@ import ndpool
 from oracle import available_backends
 
 ALLOWED = (ValueError, TypeError)
-CALLS = 6000
+CALLS = 20000
 SLOW_CALL_S = 5.0
 
 OPS = [getattr(ndpool, name) for name in ndpool.__all__
@@ -130,7 +130,7 @@ def _dy(r: random.Random, y):
     ])
 
 
-LAST_CALL = []
+LAST_CALL, LAST_CALL_VALUES = [], []
 
 
 def _brief(value):
@@ -165,6 +165,8 @@ def _call(r: random.Random, op):
     if r.random() < 0.03:   # an unknown keyword or a surplus positional argument
         kwargs["bogus"] = 1
     LAST_CALL[:] = [_brief(args), _brief(kwargs)]
+    LAST_CALL_VALUES[:] = [v for v in list(args[1:]) + list(kwargs.values())
+                           if not isinstance(v, np.ndarray)]
     if r.random() < 0.3:
         result, pullback = ndpool.vjp(op, *args, **kwargs)
         y = result[0] if isinstance(result, tuple) else result
@@ -192,6 +194,13 @@ def test_random_calls_only_raise_value_or_type_errors(backend):
                     outcomes["returned"] += 1
                 except ALLOWED as error:
                     outcomes["ValueError" if isinstance(error, ValueError) else "TypeError"] += 1
+                except MemoryError as error:
+                    # known bug (test_memory.test_known_bug_scratch_sized_by_kernel_not_input):
+                    # the core's scratch grows with the kernel, so a huge legal kernel fails
+                    huge = [v for v in LAST_CALL_VALUES if isinstance(v, int) and v >= 2**30]
+                    if not (backend == "compiled" and huge):
+                        failures.append(f"call {i}: {op.__name__}{tuple(LAST_CALL)}: "
+                                        f"MemoryError: {error}")
                 except Exception as error:  # noqa: BLE001  anything else is a finding
                     failures.append(f"call {i}: {op.__name__}{tuple(LAST_CALL)}: "
                                     f"{type(error).__name__}: {str(error)[:200]}")
