@@ -7,6 +7,27 @@
 
 namespace ndpool {
 
+// Fill lanes [l0, l1) of `cells` cells; one contiguous loop when the unit owns all lanes.
+template <class V>
+inline void fill_lanes(V *p, i64 cells, i64 lanes, i64 l0, i64 l1, V value) {
+    if (l0 == 0 && l1 == lanes) {
+        std::fill(p, p + cells * lanes, value);
+        return;
+    }
+    for (i64 c = 0; c < cells; ++c)
+        for (i64 l = l0; l < l1; ++l) p[c * lanes + l] = value;
+}
+
+template <class A, class T>
+inline void copy_lanes(const A *from, T *to, i64 cells, i64 lanes, i64 l0, i64 l1) {
+    if (l0 == 0 && l1 == lanes) {
+        for (i64 i = 0; i < cells * lanes; ++i) to[i] = static_cast<T>(from[i]);
+        return;
+    }
+    for (i64 c = 0; c < cells; ++c)
+        for (i64 l = l0; l < l1; ++l) to[c * lanes + l] = static_cast<T>(from[c * lanes + l]);
+}
+
 // Relative flat offset (in cells) of every tap of the full kernel from the window start.
 inline std::vector<i64> tap_offsets(const Geometry &g) {
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
@@ -34,140 +55,224 @@ inline void each_window(const Geometry &g, i64 p, F &&body) {
     }
 }
 
-// Cells that no window covers, per dim (disjoint windows write every other cell).
-struct Coverage {
-    std::vector<char> covered[3];
-    std::vector<i64> gaps_w;  // uncovered positions along W
-    bool all = true;
-
-    Coverage() = default;
-    explicit Coverage(const Geometry &g) {
+// Per-dim owner of every input position for disjoint windows: window o and kernel tap,
+// or o = -1 where no window reaches.
+struct Owners {
+    std::vector<i64> window[3], tap[3];
+    explicit Owners(const Geometry &g) {
         for (int a = 0; a < 3; ++a) {
             const Axis &ax = g.axis[a];
-            covered[a].assign(static_cast<size_t>(ax.n_in), 0);
+            window[a].assign(static_cast<size_t>(ax.n_in), -1);
+            tap[a].assign(static_cast<size_t>(ax.n_in), 0);
             for (i64 o = 0; o < ax.n_out; ++o)
-                for (i64 t = 0; t < ax.count[o]; ++t) covered[a][ax.first[o] + t * ax.step] = 1;
-            for (char c : covered[a]) all = all && c;
-        }
-        for (i64 w = 0; w < g.axis[2].n_in; ++w)
-            if (!covered[2][w]) gaps_w.push_back(w);
-    }
-
-    // Zero lanes [l0, l1) of the uncovered cells of one plane.
-    template <class V>
-    void zero(const Geometry &g, V *dx, i64 l0, i64 l1) const {
-        if (all) return;
-        const i64 H = g.axis[1].n_in, W = g.axis[2].n_in, lanes = g.lanes;
-        for (i64 d = 0; d < g.axis[0].n_in; ++d)
-            for (i64 h = 0; h < H; ++h) {
-                V *row = dx + (d * H + h) * W * lanes;
-                if (!(covered[0][d] && covered[1][h])) {
-                    for (i64 w = 0; w < W; ++w)
-                        for (i64 l = l0; l < l1; ++l) row[w * lanes + l] = V(0);
-                    continue;
+                for (i64 t = 0; t < ax.count[o]; ++t) {
+                    const i64 x = ax.first[o] + t * ax.step;
+                    window[a][x] = o, tap[a][x] = ax.skip[o] + t;
                 }
-                for (i64 w : gaps_w)
-                    for (i64 l = l0; l < l1; ++l) row[w * lanes + l] = V(0);
-            }
+        }
     }
 };
+
+// 2-tap stride-2 windows along W with no padding: the pairs loop below applies.
+inline bool pairs_w(const Axis &W) {
+    if (W.kernel != 2 || W.stride != 2 || W.step != 1 || W.per_plane) return false;
+    for (i64 o = 0; o < W.n_out; ++o)
+        if (W.first[o] != 2 * o || W.count[o] != 2) return false;
+    return true;
+}
+
+// Disjoint windows: every input row is written once, each cell getting dy where it is its
+// window's winner and 0 elsewhere; no zero-fill pass, no accumulation.
+template <class T, class I>
+void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
+    const Owners own(g);
+    const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
+    const i64 lanes = g.lanes, rows = D.n_in * H.n_in, width = W.n_in * lanes;
+    const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
+    const bool pairs = lanes == 1 && pairs_w(W);
+    const i64 *ow_of = own.window[2].data(), *kw_of = own.tap[2].data();
+    parallel_for(g.planes * rows, std::max<i64>(1, 16384 / std::max<i64>(width, 1)), [&](i64 begin, i64 end) {
+        for (i64 u = begin; u < end; ++u) {
+            const i64 p = u / rows, r = u % rows, d = r / H.n_in, h = r % H.n_in;
+            T *row = dx + p * in_plane + r * width;
+            const i64 od = own.window[0][d], oh = own.window[1][h];
+            if (od < 0 || oh < 0) {
+                std::fill(row, row + width, T(0));
+                continue;
+            }
+            const i64 kb = (own.tap[0][d] * H.kernel + own.tap[1][h]) * W.kernel;
+            const i64 at = p * out_plane + (od * H.n_out + oh) * W.n_out * lanes;
+            const I *a = arg + at;
+            const T *gy = dy + at;
+            if (pairs) {
+                const I k0 = static_cast<I>(kb), k1 = static_cast<I>(kb + 1);
+                for (i64 j = 0; j < W.n_out; ++j) {
+                    row[2 * j] = a[j] == k0 ? gy[j] : T(0);
+                    row[2 * j + 1] = a[j] == k1 ? gy[j] : T(0);
+                }
+                std::fill(row + 2 * W.n_out, row + width, T(0));
+                continue;
+            }
+            for (i64 w = 0; w < W.n_in; ++w) {
+                const i64 o = ow_of[w];
+                for (i64 l = 0; l < lanes; ++l)
+                    row[w * lanes + l] = o >= 0 && static_cast<i64>(a[o * lanes + l]) == kb + kw_of[w]
+                                             ? gy[o * lanes + l] : T(0);
+            }
+        }
+    });
+}
 
 // Max/min backward, ties to the first winner: dx[winner] += dy. `arg` holds compact
 // kernel offsets (I = uint8/uint16/int32) or flat per-plane indices (I = int64, Flat).
 template <class T, class I, bool Flat>
 void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
     using A = typename Acc<T>::type;
-    const std::vector<i64> rel = Flat ? std::vector<i64>() : tap_offsets(g);
     bool disjoint = !Flat;
     for (int a = 0; a < 3; ++a) disjoint = disjoint && g.axis[a].disjoint();
-    const Coverage coverage = disjoint ? Coverage(g) : Coverage();
+    if (disjoint) return scatter_disjoint<T, I>(dy, arg, dx, g);
+    const std::vector<i64> rel = Flat ? std::vector<i64>() : tap_offsets(g);
+    const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
     const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
     for_planes(g, [&](i64 p, i64 l0, i64 l1) {
         T *dxp = dx + p * in_plane;
         const T *dyp = dy + p * out_plane;
         const I *ap = arg + p * out_plane;
-        if (disjoint) {  // each cell in at most one window: write it once, no zero fill
-            const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
-            coverage.zero(g, dxp, l0, l1);
-            each_window(g, p, [&](i64 o, i64, i64 od, i64 oh, i64 ow) {
-                for (i64 td = 0; td < D.count[od]; ++td)
-                    for (i64 th = 0; th < H.count[oh]; ++th)
-                        for (i64 tw = 0; tw < W.count[ow]; ++tw) {
-                            const i64 k = ((D.skip[od] + td) * H.kernel + H.skip[oh] + th) * W.kernel +
-                                          W.skip[ow] + tw;
-                            const i64 cell = ((D.first[od] + td * D.step) * H.n_in + H.first[oh] +
-                                              th * H.step) * W.n_in + W.first[ow] + tw * W.step;
-                            for (i64 l = l0; l < l1; ++l)
-                                dxp[cell * lanes + l] =
-                                    static_cast<i64>(ap[o * lanes + l]) == k ? dyp[o * lanes + l] : T(0);
-                        }
-            });
-            return;
-        }
-        A *acc = std::is_same<A, T>::value ? reinterpret_cast<A *>(dxp)
-                                           : sized(Scratch<A>::get().a, in_plane);
-        for (i64 c = 0; c < in_plane / lanes; ++c)
-            for (i64 l = l0; l < l1; ++l) acc[c * lanes + l] = A(0);
+        auto &sc = Scratch<A>::get();
+        A *acc = std::is_same<A, T>::value ? reinterpret_cast<A *>(dxp) : sized(sc.a, in_plane);
+        fill_lanes(acc, in_plane / lanes, lanes, l0, l1, A(0));
         if constexpr (Flat) {
             for (i64 o = 0; o < out_plane / lanes; ++o)
                 for (i64 l = l0; l < l1; ++l)
                     acc[ap[o * lanes + l] * lanes + l] += static_cast<A>(dyp[o * lanes + l]);
         } else {
-            each_window(g, p, [&](i64 o, i64 start, i64, i64, i64) {
-                for (i64 l = l0; l < l1; ++l)
-                    acc[(start + rel[ap[o * lanes + l]]) * lanes + l] += static_cast<A>(dyp[o * lanes + l]);
-            });
+            i64 *start_w = sized(sc.first[2], W.n_out);
+            for (i64 ow = 0; ow < W.n_out; ++ow) start_w[ow] = W.start(p, ow);
+            const i64 *relp = rel.data();
+            for (i64 od = 0; od < D.n_out; ++od)
+                for (i64 oh = 0; oh < H.n_out; ++oh) {
+                    const i64 base = (D.start(p, od) * H.n_in + H.start(p, oh)) * W.n_in;
+                    const i64 o0 = (od * H.n_out + oh) * W.n_out;
+                    const I *a = ap + o0 * lanes;
+                    const T *gy = dyp + o0 * lanes;
+                    if (lanes == 1) {
+                        for (i64 ow = 0; ow < W.n_out; ++ow)
+                            acc[base + start_w[ow] + relp[a[ow]]] += static_cast<A>(gy[ow]);
+                    } else {
+                        for (i64 ow = 0; ow < W.n_out; ++ow)
+                            for (i64 l = l0; l < l1; ++l)
+                                acc[(base + start_w[ow] + relp[a[ow * lanes + l]]) * lanes + l] +=
+                                    static_cast<A>(gy[ow * lanes + l]);
+                    }
+                }
         }
-        if constexpr (!std::is_same<A, T>::value)
-            for (i64 c = 0; c < in_plane / lanes; ++c)
-                for (i64 l = l0; l < l1; ++l) dxp[c * lanes + l] = static_cast<T>(acc[c * lanes + l]);
+        if constexpr (!std::is_same<A, T>::value) copy_lanes(acc, dxp, in_plane / lanes, lanes, l0, l1);
     });
 }
 
-// Transposed pass: in [outer][n_out][inner] -> out [outer][n_in][inner], each window's
-// value added to all its taps.
-template <class A>
-void unpass(const A *in, A *out, i64 outer, i64 n_in, i64 n_out, i64 inner, const i64 *first,
-            const i64 *count, i64 step) {
-    std::fill(out, out + outer * n_in * inner, A(0));
-    for (i64 q = 0; q < outer; ++q)
-        for (i64 o = 0; o < n_out; ++o) {
-            const A *src = in + (q * n_out + o) * inner;
-            for (i64 t = 0; t < count[o]; ++t) {
-                A *dst = out + (q * n_in + first[o] + t * step) * inner;
-                for (i64 i = 0; i < inner; ++i) dst[i] += src[i];
+// For each input position, the windows whose taps reach it (CSR lists per dim).
+struct Covers {
+    std::vector<i64> begin[3], window[3];
+    explicit Covers(const Geometry &g) {
+        for (int a = 0; a < 3; ++a) {
+            const Axis &ax = g.axis[a];
+            std::vector<std::vector<i64>> lists(static_cast<size_t>(ax.n_in));
+            for (i64 o = 0; o < ax.n_out; ++o)
+                for (i64 t = 0; t < ax.count[o]; ++t) lists[ax.first[o] + t * ax.step].push_back(o);
+            begin[a].push_back(0);
+            for (auto &list : lists) {
+                window[a].insert(window[a].end(), list.begin(), list.end());
+                begin[a].push_back(static_cast<i64>(window[a].size()));
             }
         }
-}
+    }
+};
 
-// Mean backward: dy / divisor spread over every window's in-bounds taps.
+// Mean backward: dy / divisor spread over every window's in-bounds taps. Each output row's
+// spread along W is made once; each input row is then the sum of the spread rows of the
+// windows covering it, and is written once.
 template <class T>
 void spread(const T *dy, const double *divisor, T *dx, const Geometry &g) {
     using A = typename Acc<T>::type;
+    const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
     const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
+    const i64 width = W.n_in * lanes, out_rows = D.n_out * H.n_out, in_rows = D.n_in * H.n_in;
+    if (whole_planes(g)) {  // global pools: every cell gets dy / divisor
+        const A dv = static_cast<A>(divisor[0]);
+        parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
+            for (i64 p = begin; p < end; ++p)
+                for (i64 l = 0; l < lanes; ++l) {
+                    const T v = static_cast<T>(static_cast<A>(dy[p * lanes + l]) / dv);
+                    T *dxp = dx + p * in_plane + l;
+                    if (lanes == 1) std::fill(dxp, dxp + in_plane, v);
+                    else for (i64 c = 0; c < in_plane / lanes; ++c) dxp[c * lanes] = v;
+                }
+        });
+        return;
+    }
+    const Covers cover(g);
+    const bool row_path = lanes == 1 && W.stride > 0 && !W.per_plane;
+    const i64 stride = std::max<i64>(W.stride, 1);
+    const i64 length = (W.n_out - 1) * stride + (W.kernel - 1) * W.step + 1;
+    const i64 start0 = W.first[0] - W.skip[0] * W.step;
+    const i64 lo = std::clamp<i64>(-start0, 0, length), hi = std::clamp<i64>(W.n_in - start0, lo, length);
     parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
+        std::vector<A> pad_row(row_path ? static_cast<size_t>(length) : 0);
+        A *spread_rows = sized(sc.a, out_rows * width);
+        A *sum = sized(sc.b, width);
+        A *share = sized(sc.row, W.n_out * lanes);
         for (i64 p = begin; p < end; ++p) {
-            A *cur = sized(sc.a, std::max(in_plane, out_plane));
             const T *dyp = dy + p * out_plane;
-            for (i64 o = 0; o < out_plane / lanes; ++o) {
-                const A dv = static_cast<A>(divisor[o]);
-                for (i64 l = 0; l < lanes; ++l) cur[o * lanes + l] = static_cast<A>(dyp[o * lanes + l]) / dv;
+            for (i64 r = 0; r < out_rows; ++r) {
+                A *t = spread_rows + r * width;
+                if (row_path) {  // sliding windows along W: every tap is a strided add
+                    A *q = pad_row.data();
+                    const double *div = divisor + r * W.n_out;
+                    const T *gy = dyp + r * W.n_out;
+                    for (i64 ow = 0; ow < W.n_out; ++ow) share[ow] = static_cast<A>(gy[ow]) / static_cast<A>(div[ow]);
+                    std::fill(q, q + length, A(0));
+                    for (i64 k = 0; k < W.kernel; ++k) {
+                        A *qk = q + k * W.step;
+                        if (stride == 1) for (i64 ow = 0; ow < W.n_out; ++ow) qk[ow] += share[ow];
+                        else if (stride == 2) for (i64 ow = 0; ow < W.n_out; ++ow) qk[2 * ow] += share[ow];
+                        else for (i64 ow = 0; ow < W.n_out; ++ow) qk[ow * stride] += share[ow];
+                    }
+                    std::fill(t, t + width, A(0));
+                    std::copy(q + lo, q + hi, t + start0 + lo);
+                    continue;
+                }
+                std::fill(t, t + width, A(0));
+                for (i64 ow = 0; ow < W.n_out; ++ow) {
+                    const i64 o = r * W.n_out + ow;
+                    const A dv = static_cast<A>(divisor[o]);
+                    for (i64 l = 0; l < lanes; ++l) share[ow * lanes + l] = static_cast<A>(dyp[o * lanes + l]) / dv;
+                }
+                for (i64 ow = 0; ow < W.n_out; ++ow)
+                    for (i64 k = 0; k < W.count[ow]; ++k) {
+                        A *cell = t + (W.first[ow] + k * W.step) * lanes;
+                        for (i64 l = 0; l < lanes; ++l) cell[l] += share[ow * lanes + l];
+                    }
             }
-            i64 sizes[3] = {g.axis[0].n_out, g.axis[1].n_out, g.axis[2].n_out};
-            bool flip = false;
-            for (int a = 0; a < 3; ++a) {
-                const Axis &ax = g.axis[a];
-                if (ax.trivial) continue;
-                i64 outer = 1, inner = lanes;
-                for (int b = 0; b < a; ++b) outer *= sizes[b];
-                for (int b = a + 1; b < 3; ++b) inner *= sizes[b];
-                A *next = sized(flip ? sc.a : sc.b, outer * ax.n_in * inner);
-                unpass(cur, next, outer, ax.n_in, ax.n_out, inner, ax.first, ax.count, ax.step);
-                cur = next, sizes[a] = ax.n_in, flip = !flip;
+            for (i64 r = 0; r < in_rows; ++r) {
+                const i64 d = r / H.n_in, h = r % H.n_in;
+                T *row = dx + p * in_plane + r * width;
+                const i64 nd = cover.begin[0][d + 1] - cover.begin[0][d];
+                const i64 nh = cover.begin[1][h + 1] - cover.begin[1][h];
+                if (nd * nh == 1) {  // disjoint windows: a converted copy
+                    const A *t = spread_rows + (cover.window[0][cover.begin[0][d]] * H.n_out +
+                                                cover.window[1][cover.begin[1][h]]) * width;
+                    for (i64 c = 0; c < width; ++c) row[c] = static_cast<T>(t[c]);
+                    continue;
+                }
+                std::fill(sum, sum + width, A(0));
+                for (i64 i = cover.begin[0][d]; i < cover.begin[0][d + 1]; ++i)
+                    for (i64 j = cover.begin[1][h]; j < cover.begin[1][h + 1]; ++j) {
+                        const A *t = spread_rows + (cover.window[0][i] * H.n_out + cover.window[1][j]) * width;
+                        for (i64 c = 0; c < width; ++c) sum[c] += t[c];
+                    }
+                for (i64 c = 0; c < width; ++c) row[c] = static_cast<T>(sum[c]);
             }
-            T *dxp = dx + p * in_plane;
-            for (i64 i = 0; i < in_plane; ++i) dxp[i] = static_cast<T>(cur[i]);
         }
     });
 }
@@ -182,8 +287,7 @@ void split_ties(const T *x, const T *dy, T *dx, const Geometry &g) {
         const T *xp = x + p * in_plane;
         const T *dyp = dy + p * out_plane;
         A *acc = sized(Scratch<A>::get().a, in_plane);
-        for (i64 c = 0; c < in_plane / lanes; ++c)
-            for (i64 l = l0; l < l1; ++l) acc[c * lanes + l] = A(0);
+        fill_lanes(acc, in_plane / lanes, lanes, l0, l1, A(0));
         const i64 *fd = D.first + D.row(p), *fh = H.first + H.row(p), *fw = W.first + W.row(p);
         const i64 *cd = D.count + D.row(p), *ch = H.count + H.row(p), *cw = W.count + W.row(p);
         each_window(g, p, [&](i64 o, i64, i64 od, i64 oh, i64 ow) {
@@ -211,9 +315,7 @@ void split_ties(const T *x, const T *dy, T *dx, const Geometry &g) {
                 });
             }
         });
-        T *dxp = dx + p * in_plane;
-        for (i64 c = 0; c < in_plane / lanes; ++c)
-            for (i64 l = l0; l < l1; ++l) dxp[c * lanes + l] = static_cast<T>(acc[c * lanes + l]);
+        copy_lanes(acc, dx + p * in_plane, in_plane / lanes, lanes, l0, l1);
     });
 }
 

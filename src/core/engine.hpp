@@ -48,6 +48,19 @@ struct Geometry {
     i64 volume() const { return axis[0].kernel * axis[1].kernel * axis[2].kernel; }
 };
 
+inline bool sliding(const Geometry &g) {
+    for (const Axis &ax : g.axis)
+        if (!(ax.trivial || (ax.stride > 0 && !ax.per_plane))) return false;
+    return true;
+}
+
+inline bool whole_planes(const Geometry &g) {
+    for (const Axis &ax : g.axis)
+        if (ax.per_plane || ax.n_out != 1 || ax.first[0] != 0 || ax.count[0] != ax.n_in || ax.step != 1)
+            return false;
+    return true;
+}
+
 // Per-thread scratch, grown as needed and reused across calls.
 template <class A>
 struct Scratch {
@@ -142,6 +155,13 @@ void pass_row(const In *in, A *out, int32_t *idx_out, i64 outer, i64 n_in, i64 n
                         d[o] = take ? v : d[o];
                         if constexpr (Idx) di[o] = take ? kk : di[o];
                     }
+                } else if (stride == 2) {  // a constant stride lets the compiler deinterleave
+                    for (i64 o = 0; o < n_out; ++o) {
+                        A v = r[2 * o];
+                        bool take = R::take(v, d[o]);
+                        d[o] = take ? v : d[o];
+                        if constexpr (Idx) di[o] = take ? kk : di[o];
+                    }
                 } else {
                     for (i64 o = 0; o < n_out; ++o) {
                         A v = r[o * stride];
@@ -152,6 +172,8 @@ void pass_row(const In *in, A *out, int32_t *idx_out, i64 outer, i64 n_in, i64 n
                 }
             } else if (stride == 1) {
                 for (i64 o = 0; o < n_out; ++o) d[o] += r[o];
+            } else if (stride == 2) {
+                for (i64 o = 0; o < n_out; ++o) d[o] += r[2 * o];
             } else {
                 for (i64 o = 0; o < n_out; ++o) d[o] += r[o * stride];
             }
@@ -267,12 +289,22 @@ void forward_unit(const T *x, const Geometry &g, const Outputs &out, i64 p, int 
     const i64 offset = o0 * (s == 0 ? g.axis[1].n_out * g.axis[2].n_out : s == 1 ? g.axis[2].n_out : 1);
     T *y = static_cast<T *>(out.y) + p * g.out_plane() + offset * lanes;
     const i64 n = count_out * lanes;
-    if (cur_is_input) {  // every dim trivial: a copy
+    if (cur_is_input) {  // every dim trivial: a copy, or a division by divisor_override
         const T *in = static_cast<const T *>(cur);
-        for (i64 i = 0; i < n; ++i) y[i] = in[i];
+        if (out.divisor) {
+            for (i64 o = 0; o < count_out; ++o)
+                for (i64 l = 0; l < lanes; ++l)
+                    y[o * lanes + l] = static_cast<T>(static_cast<A>(in[o * lanes + l]) /
+                                                      static_cast<A>(out.divisor[offset + o]));
+        } else {
+            for (i64 i = 0; i < n; ++i) y[i] = in[i];
+        }
     } else {
         const A *acc = static_cast<const A *>(cur);
-        if (out.divisor) {
+        if (out.divisor && lanes == 1) {
+            const double *div = out.divisor + offset;
+            for (i64 o = 0; o < count_out; ++o) y[o] = static_cast<T>(acc[o] / static_cast<A>(div[o]));
+        } else if (out.divisor) {
             const double *div = out.divisor + offset;
             for (i64 o = 0; o < count_out; ++o) {
                 const A dv = static_cast<A>(div[o]);

@@ -4,12 +4,15 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <stdexcept>
 #include <string>
 
 #include "backward.hpp"
 #include "engine.hpp"
+#include "fastpaths.hpp"
+#include "pool.hpp"
 
 namespace nb = nanobind;
 using namespace ndpool;
@@ -88,7 +91,7 @@ void run_forward(Input &x, const Geometry &g, const Outputs &out) {
         using T = typename decltype(tag)::type;
         using A = typename Acc<T>::type;
         nb::gil_scoped_release release;
-        forward<R, T, A>(static_cast<const T *>(x.data()), g, out);
+        forward_dispatch<R, T, A>(static_cast<const T *>(x.data()), g, out);
     });
 }
 
@@ -176,6 +179,25 @@ void unpool_backward_op(Input dy, nb::ndarray<const int64_t, nb::device::cpu, nb
     });
 }
 
+// A NumPy array of `shape`, element kind ('f', 'i', 'u') and size, whose memory comes
+// from the buffer cache and goes back to it when the array (and every view) is freed.
+nb::ndarray<nb::numpy> empty(std::vector<size_t> shape, char kind, int itemsize) {
+    size_t count = 1;
+    for (size_t n : shape) count *= n;
+    const size_t bytes = count * static_cast<size_t>(itemsize);
+    void *data = BufferCache::instance().take(bytes);
+    struct Block { void *data; size_t bytes; };
+    nb::capsule owner(new Block{data, bytes}, [](void *b) noexcept {
+        Block *block = static_cast<Block *>(b);
+        BufferCache::instance().give(block->data, block->bytes);
+        delete block;
+    });
+    using Code = nb::dlpack::dtype_code;
+    const Code code = kind == 'f' ? Code::Float : kind == 'i' ? Code::Int : Code::UInt;
+    nb::dlpack::dtype dt{static_cast<uint8_t>(code), static_cast<uint8_t>(itemsize * 8), 1};
+    return nb::ndarray<nb::numpy>(data, shape.size(), shape.data(), owner, nullptr, dt);
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -187,6 +209,9 @@ NB_MODULE(_core, m) {
     m.def("get_num_threads", []() { return ThreadPool::instance().threads(); });
     m.def("forward", &forward_op, nb::arg("x"), nb::arg("y"), nb::arg("arg").none(),
           nb::arg("divisor").none(), nb::arg("kind"), nb::arg("planes"), nb::arg("lanes"), nb::arg("axes"));
+    m.def("empty", &empty, nb::arg("shape"), nb::arg("kind"), nb::arg("itemsize"));
+    m.def("cached_bytes", []() { return BufferCache::instance().cached(); });
+    m.def("clear_cache", []() { return BufferCache::instance().clear(); });
     m.def("scatter", &scatter_op);
     m.def("spread", &spread_op);
     m.def("split_ties", &split_ties_op);

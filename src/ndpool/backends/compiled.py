@@ -18,6 +18,13 @@ name = "compiled"
 available = hasattr(_core, "forward")
 
 
+def _empty(shape, dtype) -> np.ndarray:
+    """An uninitialised array from the core's buffer cache (see src/core/pool.hpp)."""
+    dtype = np.dtype(dtype)
+    # the view gives NumPy's own dtype object (the exported one may be an equivalent twin)
+    return _core.empty([int(n) for n in shape], dtype.kind, dtype.itemsize).view(dtype)
+
+
 def _geometry(axes: Sequence[Axis], spatial) -> tuple:
     return tuple((a.first, a.count, a.skip, a.step, a.stride, int(n), a.kernel)
                  for a, n in zip(axes, spatial))
@@ -42,10 +49,10 @@ def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: boo
     """Window max / min / sum / mean; ``indices``: None, "flat" (int64) or "any"."""
     x = np.ascontiguousarray(x)
     shape = _out_shape(x, axes, channels_last)
-    y = np.empty(shape, dtype=x.dtype)
+    y = _empty(shape, dtype=x.dtype)
     arg = None
     if indices is not None and kind in ("max", "min"):
-        arg = np.empty(shape, dtype=np.int64 if indices == "flat" else _compact_dtype(axes))
+        arg = _empty(shape, dtype=np.int64 if indices == "flat" else _compact_dtype(axes))
     div = None
     if kind == "mean":
         out = tuple(a.out for a in axes)
@@ -61,7 +68,7 @@ def scatter_indices(dy: np.ndarray, arg: np.ndarray, axes: Sequence[Axis], spati
     """Max/min backward with first-winner ties, from compact offsets or flat indices."""
     dy = np.ascontiguousarray(dy)
     planes, lanes = _planes_lanes(dy, channels_last)
-    dx = np.empty((planes,) + tuple(spatial) + ((lanes,) if channels_last else ()), dy.dtype)
+    dx = _empty((planes,) + tuple(spatial) + ((lanes,) if channels_last else ()), dy.dtype)
     _core.scatter(dy, np.ascontiguousarray(arg), dx, planes, lanes, _geometry(axes, spatial))
     return dx
 
@@ -72,7 +79,7 @@ def spread(dy: np.ndarray, axes: Sequence[Axis], spatial, divisor, *, channels_l
     planes, lanes = _planes_lanes(dy, channels_last)
     out = tuple(a.out for a in axes)
     div = np.ascontiguousarray(np.broadcast_to(divisor, out), dtype=np.float64).reshape(-1)
-    dx = np.empty((planes,) + tuple(spatial) + ((lanes,) if channels_last else ()), dy.dtype)
+    dx = _empty((planes,) + tuple(spatial) + ((lanes,) if channels_last else ()), dy.dtype)
     _core.spread(dy, div, dx, planes, lanes, _geometry(axes, spatial))
     return dx
 
@@ -83,7 +90,7 @@ def split_ties(x: np.ndarray, dy: np.ndarray, axes: Sequence[Axis], kind: str, *
     dy = np.ascontiguousarray(dy)
     x = np.ascontiguousarray(x, dtype=dy.dtype)
     planes, lanes = _planes_lanes(x, channels_last)
-    dx = np.empty(x.shape, dy.dtype)
+    dx = _empty(x.shape, dy.dtype)
     _core.split_ties(x, dy, dx, kind, planes, lanes, _geometry(axes, x.shape[1:4]))
     return dx
 
@@ -94,7 +101,7 @@ def unpool(x: np.ndarray, indices: np.ndarray, spatial, *, channels_last=False):
         raise NotImplementedError("max_unpool takes channels-first input only")
     x = np.ascontiguousarray(x)
     index = np.ascontiguousarray(indices, dtype=np.int64)
-    y = np.empty((x.shape[0],) + tuple(spatial), x.dtype)
+    y = _empty((x.shape[0],) + tuple(spatial), x.dtype)
     _core.unpool(x, index, y, x.shape[0], int(np.prod(x.shape[1:])), int(np.prod(spatial)))
     return y
 
@@ -105,7 +112,7 @@ def unpool_backward(dy: np.ndarray, indices: np.ndarray, *, channels_last=False)
         raise NotImplementedError("max_unpool takes channels-first input only")
     dy = np.ascontiguousarray(dy)
     index = np.ascontiguousarray(indices, dtype=np.int64)
-    dx = np.empty(index.shape, dy.dtype)
+    dx = _empty(index.shape, dy.dtype)
     _core.unpool_backward(dy, index, dx, dy.shape[0], int(np.prod(index.shape[1:])),
                           int(np.prod(dy.shape[1:])))
     return dx

@@ -1,0 +1,144 @@
+// Fast paths beside the engine, chosen by the dispatcher in forward_dispatch():
+//  - rows: sliding windows without indices; per output row, reduce the window's input
+//    rows into one padded row in L1 (contiguous, vectorised), then reduce its taps along
+//    W with the stride; the output is written once. Serves 2x2/3x3 stride 2, 2x2x2, the
+//    SPP windows and channels-last data (lanes innermost).
+//  - planes: windows covering the whole plane (global pools): one contiguous reduction
+//    per plane with independent partial results the compiler vectorises.
+#pragma once
+
+#include "engine.hpp"
+
+namespace ndpool {
+
+template <class R, class A>
+inline A combine(A v, A acc) {
+    if constexpr (R::extreme) return R::take(v, acc) ? v : acc;
+    else return acc + v;
+}
+
+template <class R, class T, class A>
+void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
+    const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
+    const i64 lanes = g.lanes, rows = D.n_out * H.n_out, n_out = W.n_out;
+    const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
+    const i64 stride = std::max<i64>(W.stride, 1);
+    const i64 length = (n_out - 1) * stride + (W.kernel - 1) * W.step + 1;
+    const i64 start0 = W.first[0] - W.skip[0] * W.step;  // -pad_lo
+    const i64 lo = std::clamp<i64>(-start0, 0, length), hi = std::clamp<i64>(W.n_in - start0, lo, length);
+    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, length * lanes * H.kernel * D.kernel));
+    parallel_for(g.planes * rows, grain, [&](i64 begin, i64 end) {
+        auto &sc = Scratch<A>::get();
+        A *m = sized(sc.row, length * lanes);
+        A *acc = sized(sc.a, n_out * lanes);
+        std::fill(m, m + lo * lanes, R::template identity<A>());
+        std::fill(m + hi * lanes, m + length * lanes, R::template identity<A>());
+        A *mid = m + lo * lanes;
+        const i64 n = (hi - lo) * lanes;
+        for (i64 u = begin; u < end; ++u) {
+            const i64 p = u / rows, r = u % rows, od = r / H.n_out, oh = r % H.n_out;
+            const T *plane = x + p * in_plane + (start0 + lo) * lanes;
+            bool first = true;
+            for (i64 td = 0; td < D.count[od]; ++td)
+                for (i64 th = 0; th < H.count[oh]; ++th) {
+                    const i64 row = (D.first[od] + td * D.step) * H.n_in + H.first[oh] + th * H.step;
+                    const T *src = plane + row * W.n_in * lanes;
+                    if (first) {
+                        for (i64 i = 0; i < n; ++i) mid[i] = static_cast<A>(src[i]);
+                        first = false;
+                    } else {
+                        for (i64 i = 0; i < n; ++i) mid[i] = combine<R>(static_cast<A>(src[i]), mid[i]);
+                    }
+                }
+            if (first) std::fill(mid, mid + n, R::template identity<A>());
+            if (lanes == 1) {
+                if (stride == 1) {
+                    for (i64 o = 0; o < n_out; ++o) acc[o] = m[o];
+                    for (i64 k = 1; k < W.kernel; ++k) {
+                        const A *t = m + k * W.step;
+                        for (i64 o = 0; o < n_out; ++o) acc[o] = combine<R>(t[o], acc[o]);
+                    }
+                } else if (stride == 2) {
+                    for (i64 o = 0; o < n_out; ++o) acc[o] = m[2 * o];
+                    for (i64 k = 1; k < W.kernel; ++k) {
+                        const A *t = m + k * W.step;
+                        for (i64 o = 0; o < n_out; ++o) acc[o] = combine<R>(t[2 * o], acc[o]);
+                    }
+                } else {
+                    for (i64 o = 0; o < n_out; ++o) acc[o] = m[o * stride];
+                    for (i64 k = 1; k < W.kernel; ++k) {
+                        const A *t = m + k * W.step;
+                        for (i64 o = 0; o < n_out; ++o) acc[o] = combine<R>(t[o * stride], acc[o]);
+                    }
+                }
+            } else {
+                for (i64 o = 0; o < n_out; ++o) {
+                    A *a = acc + o * lanes;
+                    const A *t = m + o * stride * lanes;
+                    for (i64 l = 0; l < lanes; ++l) a[l] = t[l];
+                    for (i64 k = 1; k < W.kernel; ++k) {
+                        const A *tk = t + k * W.step * lanes;
+                        for (i64 l = 0; l < lanes; ++l) a[l] = combine<R>(tk[l], a[l]);
+                    }
+                }
+            }
+            T *y = static_cast<T *>(out.y) + p * out_plane + r * n_out * lanes;
+            if (out.divisor) {
+                const double *div = out.divisor + r * n_out;
+                if (lanes == 1) {
+                    for (i64 o = 0; o < n_out; ++o) y[o] = static_cast<T>(acc[o] / static_cast<A>(div[o]));
+                } else {
+                    for (i64 o = 0; o < n_out; ++o) {
+                        const A dv = static_cast<A>(div[o]);
+                        for (i64 l = 0; l < lanes; ++l) y[o * lanes + l] = static_cast<T>(acc[o * lanes + l] / dv);
+                    }
+                }
+            } else {
+                for (i64 i = 0; i < n_out * lanes; ++i) y[i] = static_cast<T>(acc[i]);
+            }
+        }
+    });
+}
+
+template <class R, class T, class A>
+void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
+    const i64 lanes = g.lanes, cells = g.in_plane() / lanes;
+    const A scale = out.divisor ? static_cast<A>(out.divisor[0]) : A(1);
+    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, g.in_plane()));
+    parallel_for(g.planes, grain, [&](i64 begin, i64 end) {
+        auto &sc = Scratch<A>::get();
+        A *acc = sized(sc.a, lanes);
+        for (i64 p = begin; p < end; ++p) {
+            const T *src = x + p * cells * lanes;
+            T *y = static_cast<T *>(out.y) + p * lanes;
+            if (lanes == 1) {
+                constexpr int P = 16;  // independent partials: the loop vectorises
+                A part[P];
+                for (int j = 0; j < P; ++j) part[j] = R::template identity<A>();
+                i64 i = 0;
+                for (; i + P <= cells; i += P)
+                    for (int j = 0; j < P; ++j) part[j] = combine<R>(static_cast<A>(src[i + j]), part[j]);
+                A total = R::template identity<A>();
+                for (int j = 0; j < P; ++j) total = combine<R>(part[j], total);
+                for (; i < cells; ++i) total = combine<R>(static_cast<A>(src[i]), total);
+                y[0] = static_cast<T>(out.divisor ? total / scale : total);
+            } else {
+                for (i64 l = 0; l < lanes; ++l) acc[l] = static_cast<A>(src[l]);
+                for (i64 c = 1; c < cells; ++c)
+                    for (i64 l = 0; l < lanes; ++l) acc[l] = combine<R>(static_cast<A>(src[c * lanes + l]), acc[l]);
+                for (i64 l = 0; l < lanes; ++l) y[l] = static_cast<T>(out.divisor ? acc[l] / scale : acc[l]);
+            }
+        }
+    });
+}
+
+// The dispatcher: indices need the engine (it tracks winners); otherwise pick a fast path.
+template <class R, class T, class A>
+void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
+    const bool indices = R::extreme && out.kind != IndexKind::none;
+    if (!indices && whole_planes(g)) return reduce_planes<R, T, A>(x, g, out);
+    if (!indices && sliding(g)) return forward_rows<R, T, A>(x, g, out);
+    forward<R, T, A>(x, g, out);
+}
+
+}  // namespace ndpool
