@@ -192,13 +192,13 @@ struct Covers {
 // spread along W is made once; each input row is then the sum of the spread rows of the
 // windows covering it, and is written once.
 template <class T>
-void spread(const T *dy, const double *divisor, T *dx, const Geometry &g) {
+void spread(const T *dy, const Divisor &divisor, T *dx, const Geometry &g) {
     using A = typename Acc<T>::type;
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
     const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
     const i64 width = W.n_in * lanes, out_rows = D.n_out * H.n_out, in_rows = D.n_in * H.n_in;
     if (whole_planes(g)) {  // global pools: every cell gets dy / divisor
-        const A dv = static_cast<A>(divisor[0]);
+        const A dv = static_cast<A>(divisor.at(0, 0, 0));
         parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
             for (i64 p = begin; p < end; ++p)
                 for (i64 l = 0; l < lanes; ++l) {
@@ -228,9 +228,11 @@ void spread(const T *dy, const double *divisor, T *dx, const Geometry &g) {
                 A *t = spread_rows + r * width;
                 if (row_path) {  // sliding windows along W: every tap is a strided add
                     A *q = pad_row.data();
-                    const double *div = divisor + r * W.n_out;
+                    const double row_div = divisor.row(r / H.n_out, r % H.n_out);
+                    const double *div = divisor.factor[2];
                     const T *gy = dyp + r * W.n_out;
-                    for (i64 ow = 0; ow < W.n_out; ++ow) share[ow] = static_cast<A>(gy[ow]) / static_cast<A>(div[ow]);
+                    for (i64 ow = 0; ow < W.n_out; ++ow)
+                        share[ow] = static_cast<A>(gy[ow]) / static_cast<A>(row_div * div[ow]);
                     std::fill(q, q + length, A(0));
                     for (i64 k = 0; k < W.kernel; ++k) {
                         A *qk = q + k * W.step;
@@ -245,7 +247,7 @@ void spread(const T *dy, const double *divisor, T *dx, const Geometry &g) {
                 std::fill(t, t + width, A(0));
                 for (i64 ow = 0; ow < W.n_out; ++ow) {
                     const i64 o = r * W.n_out + ow;
-                    const A dv = static_cast<A>(divisor[o]);
+                    const A dv = static_cast<A>(divisor.at(r / H.n_out, r % H.n_out, ow));
                     for (i64 l = 0; l < lanes; ++l) share[ow * lanes + l] = static_cast<A>(dyp[o * lanes + l]) / dv;
                 }
                 for (i64 ow = 0; ow < W.n_out; ++ow)

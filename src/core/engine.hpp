@@ -184,11 +184,19 @@ void pass_row(const In *in, A *out, int32_t *idx_out, i64 outer, i64 n_in, i64 n
 // Output index kinds: none, compact kernel offsets of three widths, flat int64 indices.
 enum class IndexKind { none, u8, u16, i32, flat };
 
+// An average's divisor: one factor per dim, output (od, oh, ow) divided by their product.
+struct Divisor {
+    const double *factor[3] = {nullptr, nullptr, nullptr};
+    explicit operator bool() const { return factor[0] != nullptr; }
+    double row(i64 od, i64 oh) const { return factor[0][od] * factor[1][oh]; }
+    double at(i64 od, i64 oh, i64 ow) const { return row(od, oh) * factor[2][ow]; }
+};
+
 struct Outputs {
     void *y = nullptr;
     void *arg = nullptr;
     IndexKind kind = IndexKind::none;
-    const double *divisor = nullptr;  // mean: one per output position
+    Divisor divisor;  // set for a mean
 };
 
 // One work unit of the forward pass: plane `p`, outputs [o0, o1) along dim `s` (the
@@ -289,31 +297,23 @@ void forward_unit(const T *x, const Geometry &g, const Outputs &out, i64 p, int 
     const i64 offset = o0 * (s == 0 ? g.axis[1].n_out * g.axis[2].n_out : s == 1 ? g.axis[2].n_out : 1);
     T *y = static_cast<T *>(out.y) + p * g.out_plane() + offset * lanes;
     const i64 n = count_out * lanes;
-    if (cur_is_input) {  // every dim trivial: a copy, or a division by divisor_override
-        const T *in = static_cast<const T *>(cur);
-        if (out.divisor) {
-            for (i64 o = 0; o < count_out; ++o)
+    const A *acc = cur_is_input ? nullptr : static_cast<const A *>(cur);
+    const T *copy = cur_is_input ? static_cast<const T *>(cur) : nullptr;  // every dim trivial
+    i64 o = 0;
+    for (i64 od = 0; od < n_out[0]; ++od)
+        for (i64 oh = 0; oh < n_out[1]; ++oh)
+            for (i64 ow = 0; ow < n_out[2]; ++ow, ++o) {
+                const i64 at = o * lanes;
+                if (!out.divisor) {
+                    for (i64 l = 0; l < lanes; ++l)
+                        y[at + l] = copy ? copy[at + l] : static_cast<T>(acc[at + l]);
+                    continue;
+                }
+                const A dv = static_cast<A>(out.divisor.at(od + (s == 0 ? o0 : 0), oh + (s == 1 ? o0 : 0),
+                                                           ow + (s == 2 ? o0 : 0)));
                 for (i64 l = 0; l < lanes; ++l)
-                    y[o * lanes + l] = static_cast<T>(static_cast<A>(in[o * lanes + l]) /
-                                                      static_cast<A>(out.divisor[offset + o]));
-        } else {
-            for (i64 i = 0; i < n; ++i) y[i] = in[i];
-        }
-    } else {
-        const A *acc = static_cast<const A *>(cur);
-        if (out.divisor && lanes == 1) {
-            const double *div = out.divisor + offset;
-            for (i64 o = 0; o < count_out; ++o) y[o] = static_cast<T>(acc[o] / static_cast<A>(div[o]));
-        } else if (out.divisor) {
-            const double *div = out.divisor + offset;
-            for (i64 o = 0; o < count_out; ++o) {
-                const A dv = static_cast<A>(div[o]);
-                for (i64 l = 0; l < lanes; ++l) y[o * lanes + l] = static_cast<T>(acc[o * lanes + l] / dv);
+                    y[at + l] = static_cast<T>((copy ? static_cast<A>(copy[at + l]) : acc[at + l]) / dv);
             }
-        } else {
-            for (i64 i = 0; i < n; ++i) y[i] = static_cast<T>(acc[i]);
-        }
-    }
     if (!want_idx) return;
     const i64 base = p * g.out_plane() + offset * lanes;
     auto write_compact = [&](auto *arg) {

@@ -84,12 +84,13 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
             }
             T *y = static_cast<T *>(out.y) + p * out_plane + r * n_out * lanes;
             if (out.divisor) {
-                const double *div = out.divisor + r * n_out;
+                const double row_div = out.divisor.row(od, oh);
+                const double *div = out.divisor.factor[2];
                 if (lanes == 1) {
-                    for (i64 o = 0; o < n_out; ++o) y[o] = static_cast<T>(acc[o] / static_cast<A>(div[o]));
+                    for (i64 o = 0; o < n_out; ++o) y[o] = static_cast<T>(acc[o] / static_cast<A>(row_div * div[o]));
                 } else {
                     for (i64 o = 0; o < n_out; ++o) {
-                        const A dv = static_cast<A>(div[o]);
+                        const A dv = static_cast<A>(row_div * div[o]);
                         for (i64 l = 0; l < lanes; ++l) y[o * lanes + l] = static_cast<T>(acc[o * lanes + l] / dv);
                     }
                 }
@@ -103,7 +104,7 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
 template <class R, class T, class A>
 void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
     const i64 lanes = g.lanes, cells = g.in_plane() / lanes;
-    const A scale = out.divisor ? static_cast<A>(out.divisor[0]) : A(1);
+    const A scale = out.divisor ? static_cast<A>(out.divisor.at(0, 0, 0)) : A(1);
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, g.in_plane()));
     parallel_for(g.planes, grain, [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();

@@ -6,6 +6,8 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <dlfcn.h>
+
 #include <stdexcept>
 #include <string>
 
@@ -42,6 +44,22 @@ Geometry geometry(nb::tuple axes, i64 planes, i64 lanes) {
         ax.trivial = trivial;
     }
     return g;
+}
+
+using Factor = nb::ndarray<const double, nb::ndim<1>, nb::device::cpu, nb::c_contig>;
+using Factors = std::vector<Factor>;
+
+// The divisor's three per-dim factors; `keep` holds the arrays while they are read.
+Divisor divisor_of(nb::tuple factors, const Geometry &g, Factors &keep) {
+    if (nb::len(factors) != 3) throw std::invalid_argument("core: expected three divisor factors");
+    Divisor div;
+    for (int a = 0; a < 3; ++a) {
+        keep.push_back(nb::cast<Factor>(factors[a]));
+        if (static_cast<i64>(keep.back().shape(0)) != g.axis[a].n_out)
+            throw std::invalid_argument("core: a divisor factor does not match the output size");
+        div.factor[a] = keep.back().data();
+    }
+    return div;
 }
 
 template <class T> struct Tag { using type = T; };
@@ -105,11 +123,8 @@ void forward_op(Input x, Array y, nb::object arg, nb::object divisor, const std:
         arg_array = nb::cast<Array>(arg);
         out.arg = arg_array.data(), out.kind = index_kind(arg_array.dtype());
     }
-    nb::ndarray<const double, nb::device::cpu, nb::c_contig> div;
-    if (!divisor.is_none()) {
-        div = nb::cast<decltype(div)>(divisor);
-        out.divisor = div.data();
-    }
+    Factors factors;
+    if (!divisor.is_none()) out.divisor = divisor_of(nb::cast<nb::tuple>(divisor), g, factors);
     if (kind == "max") run_forward<Max>(x, g, out);
     else if (kind == "min") run_forward<Min>(x, g, out);
     else if (kind == "sum") run_forward<Sum>(x, g, out);
@@ -135,13 +150,14 @@ void scatter_op(Input dy, Input arg, Array dx, i64 planes, i64 lanes, nb::tuple 
     });
 }
 
-void spread_op(Input dy, nb::ndarray<const double, nb::device::cpu, nb::c_contig> divisor, Array dx,
-               i64 planes, i64 lanes, nb::tuple axes) {
+void spread_op(Input dy, nb::tuple divisor, Array dx, i64 planes, i64 lanes, nb::tuple axes) {
     Geometry g = geometry(axes, planes, lanes);
+    Factors factors;
+    const Divisor div = divisor_of(divisor, g, factors);
     dispatch(dy.dtype(), false, [&](auto tag) {
         using T = typename decltype(tag)::type;
         nb::gil_scoped_release release;
-        spread<T>(static_cast<const T *>(dy.data()), divisor.data(), static_cast<T *>(dx.data()), g);
+        spread<T>(static_cast<const T *>(dy.data()), div, static_cast<T *>(dx.data()), g);
     });
 }
 
@@ -179,6 +195,23 @@ void unpool_backward_op(Input dy, nb::ndarray<const int64_t, nb::device::cpu, nb
     });
 }
 
+// Outputs are traced in NumPy's tracemalloc domain, so memory profilers see them as
+// arrays. The functions are looked up at run time: Python 3.11's tracemalloc.h lacks
+// extern "C", so a C++ declaration from it would not link.
+constexpr unsigned int numpy_trace_domain = 389047;
+using TrackFn = int (*)(unsigned int, uintptr_t, size_t);
+using UntrackFn = int (*)(unsigned int, uintptr_t);
+
+void trace_track(void *data, size_t bytes) {
+    static const TrackFn track = reinterpret_cast<TrackFn>(dlsym(RTLD_DEFAULT, "PyTraceMalloc_Track"));
+    if (track) track(numpy_trace_domain, reinterpret_cast<uintptr_t>(data), bytes);
+}
+
+void trace_untrack(void *data) {
+    static const UntrackFn untrack = reinterpret_cast<UntrackFn>(dlsym(RTLD_DEFAULT, "PyTraceMalloc_Untrack"));
+    if (untrack) untrack(numpy_trace_domain, reinterpret_cast<uintptr_t>(data));
+}
+
 // A NumPy array of `shape`, element kind ('f', 'i', 'u') and size, whose memory comes
 // from the buffer cache and goes back to it when the array (and every view) is freed.
 nb::ndarray<nb::numpy> empty(std::vector<size_t> shape, char kind, int itemsize) {
@@ -186,9 +219,11 @@ nb::ndarray<nb::numpy> empty(std::vector<size_t> shape, char kind, int itemsize)
     for (size_t n : shape) count *= n;
     const size_t bytes = count * static_cast<size_t>(itemsize);
     void *data = BufferCache::instance().take(bytes);
+    trace_track(data, bytes);
     struct Block { void *data; size_t bytes; };
     nb::capsule owner(new Block{data, bytes}, [](void *b) noexcept {
         Block *block = static_cast<Block *>(b);
+        trace_untrack(block->data);
         BufferCache::instance().give(block->data, block->bytes);
         delete block;
     });

@@ -88,13 +88,6 @@ class Window:
     def volume(self) -> int:
         return math.prod(self.kernel)
 
-    def divisor(self) -> np.ndarray:
-        """The average's divisor for every output position, shape ``out_size``."""
-        result = np.ones((), dtype=np.float64)
-        for axis in self.axes:
-            result = np.multiply.outer(result, axis.divisor)
-        return result
-
 
 def _axis(first, count, step, skip, divisor, kernel=None, stride=0) -> Axis:
     as_table = lambda a: np.ascontiguousarray(np.atleast_2d(np.asarray(a, dtype=np.int64)))

@@ -25,6 +25,11 @@ def _empty(shape, dtype) -> np.ndarray:
     return _core.empty([int(n) for n in shape], dtype.kind, dtype.itemsize).view(dtype)
 
 
+def _factors(divisor) -> tuple:
+    """The per-dim divisor factors as the core reads them."""
+    return tuple(np.ascontiguousarray(f, dtype=np.float64) for f in divisor)
+
+
 def _geometry(axes: Sequence[Axis], spatial) -> tuple:
     return tuple((a.first, a.count, a.skip, a.step, a.stride, int(n), a.kernel)
                  for a, n in zip(axes, spatial))
@@ -53,10 +58,7 @@ def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: boo
     arg = None
     if indices is not None and kind in ("max", "min"):
         arg = _empty(shape, dtype=np.int64 if indices == "flat" else _compact_dtype(axes))
-    div = None
-    if kind == "mean":
-        out = tuple(a.out for a in axes)
-        div = np.ascontiguousarray(np.broadcast_to(divisor, out), dtype=np.float64).reshape(-1)
+    div = _factors(divisor) if kind == "mean" else None
     planes, lanes = _planes_lanes(x, channels_last)
     _core.forward(x, y, arg, div, "sum" if kind == "mean" else kind, planes, lanes,
                   _geometry(axes, x.shape[1:4]))
@@ -77,8 +79,7 @@ def spread(dy: np.ndarray, axes: Sequence[Axis], spatial, divisor, *, channels_l
     """Mean backward: each window's ``dy / divisor`` to all its in-bounds taps."""
     dy = np.ascontiguousarray(dy)
     planes, lanes = _planes_lanes(dy, channels_last)
-    out = tuple(a.out for a in axes)
-    div = np.ascontiguousarray(np.broadcast_to(divisor, out), dtype=np.float64).reshape(-1)
+    div = _factors(divisor)
     dx = _empty((planes,) + tuple(spatial) + ((lanes,) if channels_last else ()), dy.dtype)
     _core.spread(dy, div, dx, planes, lanes, _geometry(axes, spatial))
     return dx

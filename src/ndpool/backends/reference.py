@@ -61,6 +61,12 @@ def _accumulator(dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
 
 
+def _outer(factors) -> np.ndarray:
+    """The full divisor (oD, oH, oW) from its per-dim factors."""
+    d, h, w = (np.asarray(f, dtype=np.float64) for f in factors)
+    return d[:, None, None] * h[None, :, None] * w[None, None, :]
+
+
 def _identity(dtype, kind: str):
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
@@ -98,7 +104,7 @@ def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: boo
         acc = _accumulator(x.dtype)
         y = np.where(mask, windows, 0).sum(axis=-1, dtype=acc)
         if kind == "mean":
-            y = y / np.asarray(divisor, dtype=acc)
+            y = y / _outer(divisor).astype(acc)
         indices = None
     else:
         filled = np.where(mask, windows, np.asarray(_identity(x.dtype, kind), x.dtype))
@@ -138,7 +144,7 @@ def spread(dy: np.ndarray, axes: Sequence[Axis], spatial, divisor, *, channels_l
     dy = _first(dy, channels_last)
     flat, mask = _tables(axes, spatial)
     acc = _accumulator(dy.dtype)
-    share = (dy.astype(acc) / np.asarray(divisor, dtype=acc))[..., None]
+    share = (dy.astype(acc) / _outer(divisor).astype(acc))[..., None]
     weights = np.where(mask, share, 0)
     flat = np.broadcast_to(flat, weights.shape)
     return _back(_scatter(weights, flat, spatial, dy.dtype), channels_last, batch)

@@ -103,13 +103,19 @@ def avg_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mo
         if not isinstance(divisor_override, numbers.Integral) or isinstance(
                 divisor_override, bool) or divisor_override == 0:
             fail(op, f"divisor_override={divisor_override!r} must be a nonzero int or None")
-        divisor = np.full(spatial3(win.out_size), float(divisor_override))
-    else:
-        divisor = win.divisor().reshape(spatial3(win.out_size))
-    return _mean(op, x, lay, win, divisor, grad)
+    return _mean(op, x, lay, win, _divisors(win, divisor_override), grad)
 
 
-def _mean(op, x, lay: Layout, win: Window, divisor: np.ndarray, grad: bool):
+def _divisors(win: Window, override=None) -> Tuple[np.ndarray, ...]:
+    """An average's divisor as one factor per canonical dim (it is always separable):
+    the product ``d[0][od] * d[1][oh] * d[2][ow]`` divides output ``(od, oh, ow)``."""
+    factors = tuple(axis.divisor for axis in axes3(win))
+    if override is None:
+        return factors
+    return (np.full(factors[0].shape, float(override)),) + tuple(np.ones_like(f) for f in factors[1:])
+
+
+def _mean(op, x, lay: Layout, win: Window, divisor: Tuple[np.ndarray, ...], grad: bool):
     backend = backends.current()
     axes, last = axes3(win), lay.channels_last
     y3, _ = backend.reduce(lay.canonical(x), axes, "mean", channels_last=last,
@@ -138,8 +144,7 @@ def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mod
     lay, win = _sliding(op, x, rank, kernel_size, stride, 0, 1, ceil_mode, True)
     volume = x.dtype.type(win.volume)
     powered = x ** p
-    a, mean_pullback = _mean(op, powered, lay, win,
-                             win.divisor().reshape(spatial3(win.out_size)), grad)
+    a, mean_pullback = _mean(op, powered, lay, win, _divisors(win), grad)
     sign = np.sign(a)
     v = sign * np.maximum(np.abs(a), 0) * volume
     y = v ** x.dtype.type(1.0 / norm_type)
@@ -182,7 +187,7 @@ def adaptive_avg_pool(op: str, rank: int, x, output_size, *, grad=False):
     x = _float_input(op, x)
     lay = layout_of(op, x, rank)
     win = adaptive_window(lay.spatial, _output_size(op, output_size, lay))
-    return _mean(op, x, lay, win, win.divisor().reshape(spatial3(win.out_size)), grad)
+    return _mean(op, x, lay, win, _divisors(win), grad)
 
 
 # ------------------------------------------------------------------ global pools
@@ -227,7 +232,7 @@ def global_avg_pool(x, keepdims=False, *, grad=False):
     op = "global_avg_pool"
     x = _float_input(op, x)
     run = lambda lay, win: _mean(op, x.reshape(lay.lead + lay.spatial), lay, win,
-                                 win.divisor().reshape(1, 1, 1), grad)
+                                 _divisors(win), grad)
     return _global(op, x, keepdims, run, grad)
 
 
