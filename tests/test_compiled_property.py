@@ -232,9 +232,6 @@ def test_avg_forward_backward(geom, data, dtype, count_include_pad, divisor_over
     rng = np.random.default_rng(seed)
     x = values(rng, shape, dtype, ties=False)
     xv = make_view(x, view)
-    # KNOWN BUG (compiled): a window of one cell per output skips the divisor; see
-    # test_known_bug_compiled_trivial_window_ignores_divisor_override
-    assume(divisor_override in (None, 1) or set(kernel) != {1})
     op = getattr(ndpool, f"avg_pool{rank}d")
     kwargs = dict(stride=stride, padding=padding, ceil_mode=ceil_mode,
                   count_include_pad=count_include_pad, divisor_override=divisor_override,
@@ -429,10 +426,8 @@ def test_backward_from_wide_compact_offsets(kernel, shape):
 
 
 # ----------------------------------------------------------- known bugs, one case each
-@pytest.mark.xfail(strict=True, reason="BUG compiled: a window of one cell per output "
-                   "(kernel_size=1) is copied and skips divisor_override; torch and the "
-                   "reference divide")
-def test_known_bug_compiled_trivial_window_ignores_divisor_override():
+def test_regression_kernel_one_still_divides_by_divisor_override():
+    """Found here: a window of one cell per output was copied, skipping the divisor."""
     x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
     with ndpool.use_backend("compiled"):
         y = ndpool.avg_pool1d(x, 1, divisor_override=2)
@@ -447,3 +442,51 @@ def test_known_bug_reference_empty_channels_last():
     with ndpool.use_backend("reference"):
         y = ndpool.max_pool1d(x, 2, layout="channels_last")
     assert y.shape == (0, 2, 1)
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="BUG compiled: a non-native byte order array ('>f4') reaches the "
+                   "binding, which refuses it with nanobind's raw 'incompatible function "
+                   "arguments' TypeError; the reference pools it")
+def test_known_bug_compiled_rejects_non_native_byte_order():
+    x = np.arange(16.0).reshape(1, 1, 4, 4).astype(">f4")
+    with ndpool.use_backend("reference"):
+        expected = ndpool.max_pool2d(x, 2)
+    with ndpool.use_backend("compiled"):
+        got = ndpool.max_pool2d(x, 2)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_zero_channels_channels_last_forward(rank):
+    """No channels at all: both backends return the empty result. Under UBSan this
+    catches an integer division by zero (by the lane count) in the whole-plane fast path."""
+    x = np.zeros((2,) + (4,) * rank + (0,), np.float32)
+    calls = [lambda: getattr(ndpool, f"avg_pool{rank}d")(x, 4, layout="channels_last"),
+             lambda: getattr(ndpool, f"max_pool{rank}d")(x, 4, layout="channels_last",
+                                                         return_indices=True),
+             lambda: getattr(ndpool, f"min_pool{rank}d")(x, 2, 1, 1, layout="channels_last")]
+    for call in calls:
+        pair = run_both(call)
+        if pair is not None:
+            assert_same(*pair, exact=True)
+
+
+ZERO_CHANNEL_BACKWARD = """
+import numpy as np, ndpool
+x = np.zeros((2, 4, 0), np.float32)          # channels_last (N, W, C) with C = 0
+y, pullback = ndpool.vjp(ndpool.max_pool1d, x, 4, layout="channels_last")
+print(pullback(np.zeros(y.shape, np.float32)).shape)
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="BUG compiled: max/min backward (scatter) divides "
+                   "by the lane count, so channels_last input with 0 channels dies with "
+                   "SIGFPE (integer division by zero in backward.hpp)")
+def test_known_bug_zero_channels_backward_crashes():
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", ZERO_CHANNEL_BACKWARD], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, f"exit status {done.returncode}"
+    assert done.stdout.strip() == "(2, 4, 0)"
