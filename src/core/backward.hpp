@@ -73,52 +73,63 @@ struct Owners {
     }
 };
 
-// 2-tap stride-2 windows along W with no padding: the pairs loop below applies.
-inline bool pairs_w(const Axis &W) {
-    if (W.kernel != 2 || W.stride != 2 || W.step != 1 || W.per_plane) return false;
-    for (i64 o = 0; o < W.n_out; ++o)
-        if (W.first[o] != 2 * o || W.count[o] != 2) return false;
-    return true;
-}
-
 // Disjoint windows: every input row is written once, each cell getting dy where it is its
-// window's winner and 0 elsewhere; no zero-fill pass, no accumulation.
+// window's winner and 0 elsewhere; no zero-fill pass, no accumulation. A work unit is one
+// output row and the input rows its windows cover.
 template <class T, class I>
 void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
     const Owners own(g);
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
-    const i64 lanes = g.lanes, rows = D.n_in * H.n_in, width = W.n_in * lanes;
+    const i64 lanes = g.lanes, width = W.n_in * lanes, out_rows = D.n_out * H.n_out;
     const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
     const bool pairs = lanes == 1 && pairs_w(W);
     const i64 *ow_of = own.window[2].data(), *kw_of = own.tap[2].data();
-    parallel_for(g.planes * rows, std::max<i64>(1, 16384 / std::max<i64>(width, 1)), [&](i64 begin, i64 end) {
+    std::vector<i64> uncovered;  // input rows no window reaches
+    for (i64 d = 0; d < D.n_in; ++d)
+        for (i64 h = 0; h < H.n_in; ++h)
+            if (own.window[0][d] < 0 || own.window[1][h] < 0) uncovered.push_back(d * H.n_in + h);
+    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(width * D.kernel * H.kernel, 1));
+    parallel_for(g.planes * out_rows, grain, [&](i64 begin, i64 end) {
         for (i64 u = begin; u < end; ++u) {
-            const i64 p = u / rows, r = u % rows, d = r / H.n_in, h = r % H.n_in;
-            T *row = dx + p * in_plane + r * width;
-            const i64 od = own.window[0][d], oh = own.window[1][h];
-            if (od < 0 || oh < 0) {
-                std::fill(row, row + width, T(0));
-                continue;
-            }
-            const i64 kb = (own.tap[0][d] * H.kernel + own.tap[1][h]) * W.kernel;
-            const i64 at = p * out_plane + (od * H.n_out + oh) * W.n_out * lanes;
+            const i64 p = u / out_rows, r = u % out_rows, od = r / H.n_out, oh = r % H.n_out;
+            T *plane = dx + p * in_plane;
+            if (r == 0)
+                for (i64 row : uncovered) std::fill(plane + row * width, plane + (row + 1) * width, T(0));
+            const i64 at = p * out_plane + r * W.n_out * lanes;
             const I *a = arg + at;
             const T *gy = dy + at;
-            if (pairs) {
-                const I k0 = static_cast<I>(kb), k1 = static_cast<I>(kb + 1);
-                for (i64 j = 0; j < W.n_out; ++j) {
-                    row[2 * j] = a[j] == k0 ? gy[j] : T(0);
-                    row[2 * j + 1] = a[j] == k1 ? gy[j] : T(0);
+            for (i64 td = 0; td < D.count[od]; ++td)
+                for (i64 th = 0; th < H.count[oh]; ++th) {
+                    const i64 d = D.first[od] + td * D.step, h = H.first[oh] + th * H.step;
+                    const i64 kb = ((D.skip[od] + td) * H.kernel + H.skip[oh] + th) * W.kernel;
+                    T *row = plane + (d * H.n_in + h) * width;
+                    if (pairs) {
+                        const I k0 = static_cast<I>(kb), k1 = static_cast<I>(kb + 1);
+                        for (i64 j = 0; j < W.n_out; ++j) {
+                            const T v = gy[j];  // loaded unconditionally so the loop vectorises
+                            const I aj = a[j];
+                            row[2 * j] = aj == k0 ? v : T(0);
+                            row[2 * j + 1] = aj == k1 ? v : T(0);
+                        }
+                        std::fill(row + 2 * W.n_out, row + width, T(0));
+                        continue;
+                    }
+                    for (i64 w = 0; w < W.n_in; ++w) {
+                        const i64 o = ow_of[w];
+                        if (o < 0) {
+                            std::fill(row + w * lanes, row + (w + 1) * lanes, T(0));
+                            continue;
+                        }
+                        const I k = static_cast<I>(kb + kw_of[w]);
+                        const I *ao = a + o * lanes;
+                        const T *go = gy + o * lanes;
+                        T *cell = row + w * lanes;
+                        for (i64 l = 0; l < lanes; ++l) {
+                            const T v = go[l];
+                            cell[l] = ao[l] == k ? v : T(0);
+                        }
+                    }
                 }
-                std::fill(row + 2 * W.n_out, row + width, T(0));
-                continue;
-            }
-            for (i64 w = 0; w < W.n_in; ++w) {
-                const i64 o = ow_of[w];
-                for (i64 l = 0; l < lanes; ++l)
-                    row[w * lanes + l] = o >= 0 && static_cast<i64>(a[o * lanes + l]) == kb + kw_of[w]
-                                             ? gy[o * lanes + l] : T(0);
-            }
         }
     });
 }

@@ -61,6 +61,14 @@ inline bool whole_planes(const Geometry &g) {
     return true;
 }
 
+// 2-tap stride-2 windows along W with no padding: the pairs loop below applies.
+inline bool pairs_w(const Axis &W) {
+    if (W.kernel != 2 || W.stride != 2 || W.step != 1 || W.per_plane) return false;
+    for (i64 o = 0; o < W.n_out; ++o)
+        if (W.first[o] != 2 * o || W.count[o] != 2) return false;
+    return true;
+}
+
 // Per-thread scratch, grown as needed and reused across calls.
 template <class A>
 struct Scratch {

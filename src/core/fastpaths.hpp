@@ -17,6 +17,26 @@ inline A combine(A v, A acc) {
     else return acc + v;
 }
 
+// Writes one output row from the reduced `acc` (a mean divides by its divisor).
+template <class T, class A>
+inline void write_row(const Outputs &out, const A *acc, i64 n_out, i64 lanes, i64 at, i64 od, i64 oh) {
+    T *y = static_cast<T *>(out.y) + at;
+    if (out.divisor) {
+        const double row_div = out.divisor.row(od, oh);
+        const double *div = out.divisor.factor[2];
+        if (lanes == 1) {
+            for (i64 o = 0; o < n_out; ++o) y[o] = static_cast<T>(acc[o] / static_cast<A>(row_div * div[o]));
+        } else {
+            for (i64 o = 0; o < n_out; ++o) {
+                const A dv = static_cast<A>(row_div * div[o]);
+                for (i64 l = 0; l < lanes; ++l) y[o * lanes + l] = static_cast<T>(acc[o * lanes + l] / dv);
+            }
+        }
+    } else {
+        for (i64 i = 0; i < n_out * lanes; ++i) y[i] = static_cast<T>(acc[i]);
+    }
+}
+
 template <class R, class T, class A>
 void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
@@ -27,16 +47,35 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
     const i64 start0 = W.first[0] - W.skip[0] * W.step;  // -pad_lo
     const i64 lo = std::clamp<i64>(-start0, 0, length), hi = std::clamp<i64>(W.n_in - start0, lo, length);
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, length * lanes * H.kernel * D.kernel));
+    const bool pairs = lanes == 1 && pairs_w(W);
     parallel_for(g.planes * rows, grain, [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
         A *m = sized(sc.row, length * lanes);
         A *acc = sized(sc.a, n_out * lanes);
+        auto finish = [&](i64 p, i64 r, i64 od, i64 oh) {
+            write_row<T, A>(out, acc, n_out, lanes, p * out_plane + r * n_out * lanes, od, oh);
+        };
         std::fill(m, m + lo * lanes, R::template identity<A>());
         std::fill(m + hi * lanes, m + length * lanes, R::template identity<A>());
         A *mid = m + lo * lanes;
         const i64 n = (hi - lo) * lanes;
         for (i64 u = begin; u < end; ++u) {
             const i64 p = u / rows, r = u % rows, od = r / H.n_out, oh = r % H.n_out;
+            if (pairs) {  // 2-tap stride-2 W windows: reduce straight from the input rows
+                bool first = true;
+                for (i64 td = 0; td < D.count[od]; ++td)
+                    for (i64 th = 0; th < H.count[oh]; ++th) {
+                        const i64 row = (D.first[od] + td * D.step) * H.n_in + H.first[oh] + th * H.step;
+                        const T *src = x + p * in_plane + row * W.n_in;
+                        for (i64 o = 0; o < n_out; ++o) {
+                            const A v = combine<R>(static_cast<A>(src[2 * o + 1]), static_cast<A>(src[2 * o]));
+                            acc[o] = first ? v : combine<R>(v, acc[o]);
+                        }
+                        first = false;
+                    }
+                finish(p, r, od, oh);
+                continue;
+            }
             const T *plane = x + p * in_plane + (start0 + lo) * lanes;
             bool first = true;
             for (i64 td = 0; td < D.count[od]; ++td)
@@ -82,21 +121,7 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
                     }
                 }
             }
-            T *y = static_cast<T *>(out.y) + p * out_plane + r * n_out * lanes;
-            if (out.divisor) {
-                const double row_div = out.divisor.row(od, oh);
-                const double *div = out.divisor.factor[2];
-                if (lanes == 1) {
-                    for (i64 o = 0; o < n_out; ++o) y[o] = static_cast<T>(acc[o] / static_cast<A>(row_div * div[o]));
-                } else {
-                    for (i64 o = 0; o < n_out; ++o) {
-                        const A dv = static_cast<A>(row_div * div[o]);
-                        for (i64 l = 0; l < lanes; ++l) y[o * lanes + l] = static_cast<T>(acc[o * lanes + l] / dv);
-                    }
-                }
-            } else {
-                for (i64 i = 0; i < n_out * lanes; ++i) y[i] = static_cast<T>(acc[i]);
-            }
+            finish(p, r, od, oh);
         }
     });
 }
@@ -133,11 +158,87 @@ void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
     });
 }
 
+// Large stride-1 windows of max/min (SPP's 5x5 to 13x13): cost independent of the
+// kernel height by van Herk / Gil-Werman running extremes over rows (prefix and suffix
+// extremes within blocks of kH rows, each a vectorised row operation), and logarithmic
+// in the kernel width by doubling spans along the row.
+inline bool running_fits(const Geometry &g) {
+    const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
+    return g.lanes == 1 && D.trivial && H.stride == 1 && H.step == 1 && H.kernel >= 4 && !H.per_plane &&
+           W.stride == 1 && W.step == 1 && !W.per_plane;
+}
+
+template <class R, class T, class A>
+void forward_running(const T *x, const Geometry &g, const Outputs &out) {
+    const Axis &H = g.axis[1], &W = g.axis[2];
+    const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
+    const i64 rows = oH + kH - 1, length = oW + kW - 1;
+    const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
+    const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
+    const A identity = R::template identity<A>();
+    const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
+    parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
+        auto &sc = Scratch<A>::get();
+        A *padded = sized(sc.a, rows * length);
+        A *suffix = sized(sc.b, rows * length);
+        std::vector<A> &spare = sc.row;
+        A *prefix = sized(spare, 2 * rows * length + 3 * length);
+        A *span_a = prefix + rows * length, *span_b = span_a + length, *m = span_b + length;
+        for (i64 p = begin; p < end; ++p) {
+            const T *plane = x + p * in_plane;
+            for (i64 j = 0; j < rows; ++j) {
+                A *row = padded + j * length;
+                const i64 h = top + j;
+                if (h < 0 || h >= H.n_in) {
+                    std::fill(row, row + length, identity);
+                    continue;
+                }
+                std::fill(row, row + lo, identity);
+                std::fill(row + hi, row + length, identity);
+                const T *src = plane + h * W.n_in + left;
+                for (i64 b = lo; b < hi; ++b) row[b] = static_cast<A>(src[b]);
+            }
+            for (i64 b0 = 0; b0 < rows; b0 += kH) {
+                const i64 b1 = std::min(rows, b0 + kH);
+                std::copy(padded + b0 * length, padded + (b0 + 1) * length, prefix + b0 * length);
+                for (i64 j = b0 + 1; j < b1; ++j) {
+                    const A *in = padded + j * length, *before = prefix + (j - 1) * length;
+                    A *to = prefix + j * length;
+                    for (i64 b = 0; b < length; ++b) to[b] = combine<R>(in[b], before[b]);
+                }
+                std::copy(padded + (b1 - 1) * length, padded + b1 * length, suffix + (b1 - 1) * length);
+                for (i64 j = b1 - 2; j >= b0; --j) {
+                    const A *in = padded + j * length, *after = suffix + (j + 1) * length;
+                    A *to = suffix + j * length;
+                    for (i64 b = 0; b < length; ++b) to[b] = combine<R>(in[b], after[b]);
+                }
+            }
+            T *y = static_cast<T *>(out.y) + p * out_plane;
+            for (i64 oh = 0; oh < oH; ++oh) {
+                const A *left_part = suffix + oh * length, *right_part = prefix + (oh + kH - 1) * length;
+                for (i64 b = 0; b < length; ++b) m[b] = combine<R>(right_part[b], left_part[b]);
+                const A *cur = m;
+                i64 span = 1;
+                A *next = span_a;
+                while (2 * span <= kW) {  // cur[i] holds the extreme of m[i, i + span)
+                    for (i64 b = 0; b + span < length; ++b) next[b] = combine<R>(cur[b + span], cur[b]);
+                    cur = next, next = next == span_a ? span_b : span_a, span *= 2;
+                }
+                const i64 rest = kW - span;  // two overlapping spans cover the window
+                T *yr = y + oh * oW;
+                for (i64 o = 0; o < oW; ++o) yr[o] = static_cast<T>(combine<R>(cur[o + rest], cur[o]));
+            }
+        }
+    });
+}
+
 // The dispatcher: indices need the engine (it tracks winners); otherwise pick a fast path.
 template <class R, class T, class A>
 void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
     const bool indices = R::extreme && out.kind != IndexKind::none;
     if (!indices && whole_planes(g)) return reduce_planes<R, T, A>(x, g, out);
+    if constexpr (R::extreme)
+        if (!indices && running_fits(g)) return forward_running<R, T, A>(x, g, out);
     if (!indices && sliding(g)) return forward_rows<R, T, A>(x, g, out);
     forward<R, T, A>(x, g, out);
 }
