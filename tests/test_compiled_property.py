@@ -150,9 +150,6 @@ def array_shape(draw, rank, spatial):
         shape = ((batch,) if batched else ()) + spatial + (channels,)
     else:
         shape = ((batch,) if batched else ()) + (channels,) + spatial
-    # KNOWN BUG (reference backend): an empty batch in channels_last layout raises a raw
-    # NumPy reshape ValueError there; see test_known_bug_reference_empty_channels_last
-    assume(not (batch == 0 and layout == "channels_last"))
     return shape, layout
 
 
@@ -425,7 +422,7 @@ def test_backward_from_wide_compact_offsets(kernel, shape):
     assert_same(ref, got, exact=False, scale=4.0)
 
 
-# ----------------------------------------------------------- known bugs, one case each
+# ------------------------------------------------- bugs found here, one case each
 def test_regression_kernel_one_still_divides_by_divisor_override():
     """Found here: a window of one cell per output was copied, skipping the divisor."""
     x = np.array([[1.0, 2.0, 3.0]], dtype=np.float32)
@@ -434,21 +431,14 @@ def test_regression_kernel_one_still_divides_by_divisor_override():
     np.testing.assert_array_equal(y, [[0.5, 1.0, 1.5]])   # what torch gives
 
 
-@pytest.mark.xfail(strict=True, reason="BUG reference: an empty batch in channels_last "
-                   "layout raises a raw NumPy reshape ValueError; the compiled core returns "
-                   "the empty result")
-def test_known_bug_reference_empty_channels_last():
+def test_regression_reference_empty_channels_last():
     x = np.zeros((0, 4, 1), dtype=np.float32)
     with ndpool.use_backend("reference"):
         y = ndpool.max_pool1d(x, 2, layout="channels_last")
     assert y.shape == (0, 2, 1)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="BUG compiled: a non-native byte order array ('>f4') reaches the "
-                   "binding, which refuses it with nanobind's raw 'incompatible function "
-                   "arguments' TypeError; the reference pools it")
-def test_known_bug_compiled_rejects_non_native_byte_order():
+def test_regression_compiled_rejects_non_native_byte_order():
     x = np.arange(16.0).reshape(1, 1, 4, 4).astype(">f4")
     with ndpool.use_backend("reference"):
         expected = ndpool.max_pool2d(x, 2)
@@ -480,10 +470,7 @@ print(pullback(np.zeros(y.shape, np.float32)).shape)
 """
 
 
-@pytest.mark.xfail(strict=True, reason="BUG compiled: max/min backward (scatter) divides "
-                   "by the lane count, so channels_last input with 0 channels dies with "
-                   "SIGFPE (integer division by zero in backward.hpp)")
-def test_known_bug_zero_channels_backward_crashes():
+def test_regression_zero_channels_backward_crashes():
     import subprocess
     import sys
     done = subprocess.run([sys.executable, "-c", ZERO_CHANNEL_BACKWARD], capture_output=True,

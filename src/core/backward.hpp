@@ -222,7 +222,7 @@ void spread(const T *dy, const Divisor &divisor, T *dx, const Geometry &g) {
         return;
     }
     const Covers cover(g);
-    const bool row_path = lanes == 1 && W.stride > 0 && !W.per_plane;
+    const bool row_path = lanes == 1 && W.stride > 0 && !W.per_plane && row_buffer_fits(W);
     const i64 stride = std::max<i64>(W.stride, 1);
     const i64 length = (W.n_out - 1) * stride + (W.kernel - 1) * W.step + 1;
     const i64 start0 = W.first[0] - W.skip[0] * W.step;

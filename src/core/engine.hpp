@@ -48,10 +48,18 @@ struct Geometry {
     i64 volume() const { return axis[0].kernel * axis[1].kernel * axis[2].kernel; }
 };
 
+// A padded row buffer spans the windows' full extent; with a kernel (or padding, or
+// dilation) far larger than the input that is mostly identity cells, so such axes take
+// the table-driven loops, whose work follows the in-bounds taps only.
+inline bool row_buffer_fits(const Axis &ax) {
+    const i64 length = (ax.n_out - 1) * std::max<i64>(ax.stride, 1) + (ax.kernel - 1) * ax.step + 1;
+    return length <= 4 * ax.n_in + 64;
+}
+
 inline bool sliding(const Geometry &g) {
     for (const Axis &ax : g.axis)
         if (!(ax.trivial || (ax.stride > 0 && !ax.per_plane))) return false;
-    return true;
+    return row_buffer_fits(g.axis[2]);
 }
 
 inline bool whole_planes(const Geometry &g) {
@@ -73,7 +81,7 @@ inline bool pairs_w(const Axis &W) {
 template <class A>
 struct Scratch {
     std::vector<A> a, b, row;
-    std::vector<int32_t> ia, ib;
+    std::vector<i64> ia, ib;
     std::vector<i64> first[3], count[3], skip[3];
     static Scratch &get() {
         thread_local Scratch s;
@@ -91,15 +99,15 @@ inline V *sized(std::vector<V> &v, i64 n) {
 // Reduce along one axis: in [outer][n_in][inner] -> out [outer][n_out][inner], tracking
 // the winning tap as an offset into the full kernel (tap * scale + inner offsets).
 template <class R, class In, class A, bool Idx, bool HasIdxIn>
-void pass(const In *in, A *out, const int32_t *idx_in, int32_t *idx_out, i64 outer, i64 n_in,
+void pass(const In *in, A *out, const i64 *idx_in, i64 *idx_out, i64 outer, i64 n_in,
           i64 n_out, i64 inner, const i64 *first, const i64 *count, const i64 *skip, i64 step,
-          int32_t scale) {
+          i64 scale) {
     for (i64 q = 0; q < outer; ++q) {
         const In *src_q = in + q * n_in * inner;
-        const int32_t *isrc_q = HasIdxIn ? idx_in + q * n_in * inner : nullptr;
+        const i64 *isrc_q = HasIdxIn ? idx_in + q * n_in * inner : nullptr;
         for (i64 o = 0; o < n_out; ++o) {
             A *d = out + (q * n_out + o) * inner;
-            int32_t *di = Idx ? idx_out + (q * n_out + o) * inner : nullptr;
+            i64 *di = Idx ? idx_out + (q * n_out + o) * inner : nullptr;
             const i64 c = count[o];
             if (c == 0) {
                 for (i64 i = 0; i < inner; ++i) d[i] = R::template identity<A>();
@@ -107,17 +115,17 @@ void pass(const In *in, A *out, const int32_t *idx_in, int32_t *idx_out, i64 out
                 continue;
             }
             const In *s0 = src_q + first[o] * inner;
-            int32_t k0 = static_cast<int32_t>(skip[o]) * scale;
+            const i64 k0 = skip[o] * scale;
             for (i64 i = 0; i < inner; ++i) d[i] = static_cast<A>(s0[i]);
             if constexpr (Idx) {
-                const int32_t *ii = HasIdxIn ? isrc_q + first[o] * inner : nullptr;
+                const i64 *ii = HasIdxIn ? isrc_q + first[o] * inner : nullptr;
                 for (i64 i = 0; i < inner; ++i) di[i] = k0 + (HasIdxIn ? ii[i] : 0);
             }
             for (i64 t = 1; t < c; ++t) {
                 const In *s = s0 + t * step * inner;
                 if constexpr (R::extreme) {
-                    const int32_t kt = k0 + static_cast<int32_t>(t) * scale;
-                    const int32_t *ii = HasIdxIn ? isrc_q + (first[o] + t * step) * inner : nullptr;
+                    const i64 kt = k0 + t * scale;
+                    const i64 *ii = HasIdxIn ? isrc_q + (first[o] + t * step) * inner : nullptr;
                     for (i64 i = 0; i < inner; ++i) {
                         A v = static_cast<A>(s[i]);
                         bool take = R::take(v, d[i]);
@@ -136,7 +144,7 @@ void pass(const In *in, A *out, const int32_t *idx_in, int32_t *idx_out, i64 out
 // once into a buffer padded with the identity, then every kernel tap is one loop over
 // the outputs that the compiler vectorises (stride 1 loads are contiguous).
 template <class R, class In, class A, bool Idx>
-void pass_row(const In *in, A *out, int32_t *idx_out, i64 outer, i64 n_in, i64 n_out,
+void pass_row(const In *in, A *out, i64 *idx_out, i64 outer, i64 n_in, i64 n_out,
               i64 start0, i64 stride, i64 step, i64 kernel, const i64 *skip, A *row) {
     const i64 length = (n_out - 1) * stride + (kernel - 1) * step + 1;
     const A identity = R::template identity<A>();
@@ -148,14 +156,14 @@ void pass_row(const In *in, A *out, int32_t *idx_out, i64 outer, i64 n_in, i64 n
         const In *src = in + q * n_in + start0;
         for (i64 b = lo; b < hi; ++b) row[b] = static_cast<A>(src[b]);
         A *d = out + q * n_out;
-        int32_t *di = Idx ? idx_out + q * n_out : nullptr;
+        i64 *di = Idx ? idx_out + q * n_out : nullptr;
         for (i64 o = 0; o < n_out; ++o) d[o] = identity;
         if constexpr (Idx)
-            for (i64 o = 0; o < n_out; ++o) di[o] = static_cast<int32_t>(skip[o]);
+            for (i64 o = 0; o < n_out; ++o) di[o] = skip[o];
         for (i64 k = 0; k < kernel; ++k) {
             const A *r = row + k * step;
             if constexpr (R::extreme) {
-                const int32_t kk = static_cast<int32_t>(k);
+                const i64 kk = k;
                 if (stride == 1) {
                     for (i64 o = 0; o < n_out; ++o) {
                         A v = r[o];
@@ -190,7 +198,7 @@ void pass_row(const In *in, A *out, int32_t *idx_out, i64 outer, i64 n_in, i64 n
 }
 
 // Output index kinds: none, compact kernel offsets of three widths, flat int64 indices.
-enum class IndexKind { none, u8, u16, i32, flat };
+enum class IndexKind { none, u8, u16, flat };
 
 // An average's divisor: one factor per dim, output (od, oh, ow) divided by their product.
 struct Divisor {
@@ -251,9 +259,9 @@ void forward_unit(const T *x, const Geometry &g, const Outputs &out, i64 p, int 
     i64 sizes[3] = {n_in[0], n_in[1], n_in[2]};
     const void *cur = src;
     bool cur_is_input = true;
-    const int32_t *cur_idx = nullptr;
+    const i64 *cur_idx = nullptr;
     bool flip = false;
-    int32_t scale = 1;
+    i64 scale = 1;
     for (int a = 2; a >= 0; --a) {
         const Axis &ax = g.axis[a];
         const i64 kernel_here = ax.kernel;
@@ -263,8 +271,8 @@ void forward_unit(const T *x, const Geometry &g, const Outputs &out, i64 p, int 
         for (int b = a + 1; b < 3; ++b) inner *= sizes[b];
         const i64 total = outer * n_out[a] * inner;
         A *dst = sized(flip ? sc.b : sc.a, total);
-        int32_t *idst = want_idx ? sized(flip ? sc.ib : sc.ia, total) : nullptr;
-        const bool row_path = inner == 1 && ax.stride > 0 && !ax.per_plane;
+        i64 *idst = want_idx ? sized(flip ? sc.ib : sc.ia, total) : nullptr;
+        const bool row_path = inner == 1 && ax.stride > 0 && !ax.per_plane && row_buffer_fits(ax);
         if (cur_is_input) {
             const T *in = static_cast<const T *>(cur);
             if (row_path) {
@@ -297,7 +305,7 @@ void forward_unit(const T *x, const Geometry &g, const Outputs &out, i64 p, int 
         }
         cur = dst, cur_is_input = false, cur_idx = idst, flip = !flip;
         sizes[a] = n_out[a];
-        scale *= static_cast<int32_t>(kernel_here);
+        scale *= kernel_here;
     }
 
     // Finalize: cast to T, divide a mean, write indices.
@@ -331,7 +339,6 @@ void forward_unit(const T *x, const Geometry &g, const Outputs &out, i64 p, int 
     switch (out.kind) {
         case IndexKind::u8: write_compact(static_cast<uint8_t *>(out.arg)); break;
         case IndexKind::u16: write_compact(static_cast<uint16_t *>(out.arg)); break;
-        case IndexKind::i32: write_compact(static_cast<int32_t *>(out.arg)); break;
         case IndexKind::flat: {
             int64_t *arg = static_cast<int64_t *>(out.arg) + base;
             const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];

@@ -165,7 +165,7 @@ void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
 inline bool running_fits(const Geometry &g) {
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
     return g.lanes == 1 && D.trivial && H.stride == 1 && H.step == 1 && H.kernel >= 4 && !H.per_plane &&
-           W.stride == 1 && W.step == 1 && !W.per_plane;
+           W.stride == 1 && W.step == 1 && !W.per_plane && row_buffer_fits(H) && row_buffer_fits(W);
 }
 
 template <class R, class T, class A>

@@ -98,7 +98,6 @@ IndexKind index_kind(const nb::dlpack::dtype &dt) {
     const auto code = static_cast<Code>(dt.code);
     if (code == Code::UInt && dt.bits == 8) return IndexKind::u8;
     if (code == Code::UInt && dt.bits == 16) return IndexKind::u16;
-    if (code == Code::Int && dt.bits == 32) return IndexKind::i32;
     if (code == Code::Int && dt.bits == 64) return IndexKind::flat;
     throw nb::type_error("core: unsupported index dtype");
 }
@@ -143,7 +142,6 @@ void scatter_op(Input dy, Input arg, Array dx, i64 planes, i64 lanes, nb::tuple 
         switch (kind) {
             case IndexKind::u8: scatter<T, uint8_t, false>(pdy, static_cast<const uint8_t *>(pa), pdx, g); break;
             case IndexKind::u16: scatter<T, uint16_t, false>(pdy, static_cast<const uint16_t *>(pa), pdx, g); break;
-            case IndexKind::i32: scatter<T, int32_t, false>(pdy, static_cast<const int32_t *>(pa), pdx, g); break;
             case IndexKind::flat: scatter<T, int64_t, true>(pdy, static_cast<const int64_t *>(pa), pdx, g); break;
             case IndexKind::none: break;
         }

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -38,11 +39,20 @@ public:
         grow(want - 1);
         int64_t chunk = std::max<int64_t>(grain, n / (static_cast<int64_t>(want) * 4));
         std::atomic<int64_t> next{0};
+        std::exception_ptr failure;  // the first exception of any thread, rethrown here
+        std::mutex failure_mutex;
         std::function<void()> work = [&]() {
             for (;;) {
                 int64_t begin = next.fetch_add(chunk);
                 if (begin >= n) return;
-                body(begin, std::min(n, begin + chunk));
+                try {
+                    body(begin, std::min(n, begin + chunk));
+                } catch (...) {
+                    std::lock_guard<std::mutex> lock(failure_mutex);
+                    if (!failure) failure = std::current_exception();
+                    next.store(n);  // the others stop at their next chunk
+                    return;
+                }
             }
         };
         {
@@ -54,9 +64,12 @@ public:
         }
         wake_.notify_all();
         work();
-        std::unique_lock<std::mutex> lock(mutex_);
-        done_.wait(lock, [&] { return helpers_done_ == helpers_wanted_; });
-        job_ = nullptr;
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            done_.wait(lock, [&] { return helpers_done_ == helpers_wanted_; });
+            job_ = nullptr;
+        }
+        if (failure) std::rethrow_exception(failure);
     }
 
     ~ThreadPool() {

@@ -10,6 +10,8 @@ from ._errors import fail, type_fail
 from ._window import PADDING_WORDS
 
 FLOAT_TYPES = (np.float16, np.float32, np.float64)
+#: the largest size, stride, padding or dilation accepted (window arithmetic stays in int64)
+MAX_SIZE = 2**31 - 1
 INT_TYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
 
 
@@ -23,6 +25,8 @@ def as_input(op: str, x, *, integers: bool) -> np.ndarray:
         type_fail(op, f"x could not be read as an array ({error})")
     dtype = array.dtype
     if dtype.type in FLOAT_TYPES or (integers and dtype.type in INT_TYPES):
+        if not dtype.isnative:  # big-endian data: computed (and returned) in native order
+            array = array.astype(dtype.newbyteorder("="))
         return array
     allowed = "float16, float32 or float64"
     if integers:
@@ -44,6 +48,8 @@ def int_tuple(op: str, name: str, value, rank: int, minimum: int = 1) -> Tuple[i
         fail(op, f"{name}={value!r} must have {rank} entries, one per spatial dim")
     if any(v < minimum for v in items):
         fail(op, f"{name}={value!r} must be at least {minimum}")
+    if any(v > MAX_SIZE for v in items):
+        fail(op, f"{name}={value!r} must be at most {MAX_SIZE}")
     return tuple(int(v) for v in items)
 
 

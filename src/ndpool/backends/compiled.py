@@ -3,7 +3,8 @@
 The core reads C-contiguous arrays, so a contiguous input is passed as it is and any
 other view is copied once. Outputs are allocated here with the GIL held; the core runs
 with it released. Max/min keep their winners as compact kernel offsets (one byte for
-windows of up to 256 cells) unless flat int64 indices are asked for.
+windows of up to 256 cells, two up to 65536) unless flat int64 indices are asked
+for.
 """
 from __future__ import annotations
 
@@ -39,9 +40,12 @@ def _planes_lanes(x: np.ndarray, channels_last: bool):
     return (x.shape[0], x.shape[4]) if channels_last else (x.shape[0], 1)
 
 
-def _compact_dtype(axes: Sequence[Axis]) -> np.dtype:
-    volume = int(np.prod([a.kernel for a in axes]))
-    return np.dtype(np.uint8 if volume <= 256 else np.uint16 if volume <= 65536 else np.int32)
+def _winner_dtype(axes: Sequence[Axis], indices: str) -> np.dtype:
+    """Compact kernel offsets where they fit in 16 bits, else flat int64 indices."""
+    volume = int(np.prod([a.kernel for a in axes], dtype=object))
+    if indices == "flat" or volume > 65536:
+        return np.dtype(np.int64)
+    return np.dtype(np.uint8 if volume <= 256 else np.uint16)
 
 
 def _out_shape(x: np.ndarray, axes, channels_last: bool) -> tuple:
@@ -57,8 +61,10 @@ def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: boo
     y = _empty(shape, dtype=x.dtype)
     arg = None
     if indices is not None and kind in ("max", "min"):
-        arg = _empty(shape, dtype=np.int64 if indices == "flat" else _compact_dtype(axes))
+        arg = _empty(shape, dtype=_winner_dtype(axes, indices))
     div = _factors(divisor) if kind == "mean" else None
+    if x.size == 0:  # no planes or no channels: nothing to compute
+        return y, arg
     planes, lanes = _planes_lanes(x, channels_last)
     _core.forward(x, y, arg, div, "sum" if kind == "mean" else kind, planes, lanes,
                   _geometry(axes, x.shape[1:4]))
@@ -71,7 +77,8 @@ def scatter_indices(dy: np.ndarray, arg: np.ndarray, axes: Sequence[Axis], spati
     dy = np.ascontiguousarray(dy)
     planes, lanes = _planes_lanes(dy, channels_last)
     dx = _empty((planes,) + tuple(spatial) + ((lanes,) if channels_last else ()), dy.dtype)
-    _core.scatter(dy, np.ascontiguousarray(arg), dx, planes, lanes, _geometry(axes, spatial))
+    if dx.size:
+        _core.scatter(dy, np.ascontiguousarray(arg), dx, planes, lanes, _geometry(axes, spatial))
     return dx
 
 
@@ -81,7 +88,8 @@ def spread(dy: np.ndarray, axes: Sequence[Axis], spatial, divisor, *, channels_l
     planes, lanes = _planes_lanes(dy, channels_last)
     div = _factors(divisor)
     dx = _empty((planes,) + tuple(spatial) + ((lanes,) if channels_last else ()), dy.dtype)
-    _core.spread(dy, div, dx, planes, lanes, _geometry(axes, spatial))
+    if dx.size:
+        _core.spread(dy, div, dx, planes, lanes, _geometry(axes, spatial))
     return dx
 
 
@@ -92,7 +100,8 @@ def split_ties(x: np.ndarray, dy: np.ndarray, axes: Sequence[Axis], kind: str, *
     x = np.ascontiguousarray(x, dtype=dy.dtype)
     planes, lanes = _planes_lanes(x, channels_last)
     dx = _empty(x.shape, dy.dtype)
-    _core.split_ties(x, dy, dx, kind, planes, lanes, _geometry(axes, x.shape[1:4]))
+    if dx.size:
+        _core.split_ties(x, dy, dx, kind, planes, lanes, _geometry(axes, x.shape[1:4]))
     return dx
 
 
@@ -103,7 +112,8 @@ def unpool(x: np.ndarray, indices: np.ndarray, spatial, *, channels_last=False):
     x = np.ascontiguousarray(x)
     index = np.ascontiguousarray(indices, dtype=np.int64)
     y = _empty((x.shape[0],) + tuple(spatial), x.dtype)
-    _core.unpool(x, index, y, x.shape[0], int(np.prod(x.shape[1:])), int(np.prod(spatial)))
+    if y.size:
+        _core.unpool(x, index, y, x.shape[0], int(np.prod(x.shape[1:])), int(np.prod(spatial)))
     return y
 
 
@@ -114,6 +124,7 @@ def unpool_backward(dy: np.ndarray, indices: np.ndarray, *, channels_last=False)
     dy = np.ascontiguousarray(dy)
     index = np.ascontiguousarray(indices, dtype=np.int64)
     dx = _empty(index.shape, dy.dtype)
-    _core.unpool_backward(dy, index, dx, dy.shape[0], int(np.prod(index.shape[1:])),
-                          int(np.prod(dy.shape[1:])))
+    if dx.size:
+        _core.unpool_backward(dy, index, dx, dy.shape[0], int(np.prod(index.shape[1:])),
+                              int(np.prod(dy.shape[1:])))
     return dx

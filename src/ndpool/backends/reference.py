@@ -79,13 +79,14 @@ def _first(x: np.ndarray, channels_last: bool) -> np.ndarray:
     """Canonical channels-last (B, D, H, W, C) as channels-first planes (B*C, D, H, W)."""
     if not channels_last:
         return x
-    return np.moveaxis(x, 4, 1).reshape((-1,) + x.shape[1:4])
+    return np.moveaxis(x, 4, 1).reshape((x.shape[0] * x.shape[4],) + x.shape[1:4])
 
 
-def _back(y: np.ndarray, channels_last: bool, like_batch: int) -> np.ndarray:
+def _back(y: np.ndarray, channels_last: bool, like: tuple) -> np.ndarray:
+    """Planes back to channels-last (B, D, H, W, C), B and C read off the shape ``like``."""
     if not channels_last:
         return y
-    return np.moveaxis(y.reshape((like_batch, -1) + y.shape[1:]), 1, 4)
+    return np.moveaxis(y.reshape((like[0], like[-1]) + y.shape[1:]), 1, 4)
 
 
 # ------------------------------------------------------------------------ the ops
@@ -97,7 +98,7 @@ def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: boo
     position winning, else the first extreme in scan order) only for max/min when
     ``indices`` is "flat" or "any" (this backend keeps flat indices either way).
     """
-    batch = x.shape[0]
+    like = x.shape
     planes = _first(x, channels_last)
     windows, mask, flat = _gather(planes, axes)
     if kind in ("sum", "mean"):
@@ -110,9 +111,9 @@ def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: boo
         filled = np.where(mask, windows, np.asarray(_identity(x.dtype, kind), x.dtype))
         y = filled.max(axis=-1) if kind == "max" else filled.min(axis=-1)
         indices = _winners(filled, y, mask, flat) if indices else None
-    y = _back(y.astype(x.dtype, copy=False), channels_last, batch)
+    y = _back(y.astype(x.dtype, copy=False), channels_last, like)
     if indices is not None:
-        indices = _back(indices, channels_last, batch)
+        indices = _back(indices, channels_last, like)
     return y, indices
 
 
@@ -132,28 +133,28 @@ def _winners(windows, best, mask, flat) -> np.ndarray:
 def scatter_indices(dy: np.ndarray, indices: np.ndarray, axes: Sequence[Axis], spatial, *,
                     channels_last=False):
     """Backward of max/min with first-winner ties: ``dx[indices] += dy`` per plane."""
-    batch = dy.shape[0]
+    like = dy.shape
     dy, indices = _first(dy, channels_last), _first(indices, channels_last)
     dx = _scatter(dy[..., None], indices[..., None], spatial, dy.dtype)
-    return _back(dx, channels_last, batch)
+    return _back(dx, channels_last, like)
 
 
 def spread(dy: np.ndarray, axes: Sequence[Axis], spatial, divisor, *, channels_last=False):
     """Backward of a window mean: each window's ``dy / divisor`` to all its in-bounds taps."""
-    batch = dy.shape[0]
+    like = dy.shape
     dy = _first(dy, channels_last)
     flat, mask = _tables(axes, spatial)
     acc = _accumulator(dy.dtype)
     share = (dy.astype(acc) / _outer(divisor).astype(acc))[..., None]
     weights = np.where(mask, share, 0)
     flat = np.broadcast_to(flat, weights.shape)
-    return _back(_scatter(weights, flat, spatial, dy.dtype), channels_last, batch)
+    return _back(_scatter(weights, flat, spatial, dy.dtype), channels_last, like)
 
 
 def split_ties(x: np.ndarray, dy: np.ndarray, axes: Sequence[Axis], kind: str, *,
                channels_last=False):
     """Backward of max/min with ``ties="split"``: share dy equally among tied winners."""
-    batch = x.shape[0]
+    like = x.shape
     planes, dy = _first(x, channels_last), _first(dy, channels_last)
     windows, mask, flat = _gather(planes, axes)
     filled = np.where(mask, windows, np.asarray(_identity(x.dtype, kind), x.dtype))
@@ -163,25 +164,25 @@ def split_ties(x: np.ndarray, dy: np.ndarray, axes: Sequence[Axis], kind: str, *
         tied |= np.isnan(filled) & np.isnan(best)
     acc = _accumulator(dy.dtype)
     weights = tied * (dy.astype(acc) / tied.sum(axis=-1))[..., None]
-    return _back(_scatter(weights, flat, planes.shape[1:], dy.dtype), channels_last, batch)
+    return _back(_scatter(weights, flat, planes.shape[1:], dy.dtype), channels_last, like)
 
 
 def unpool(x: np.ndarray, indices: np.ndarray, spatial, *, channels_last=False):
     """Max-unpooling: zeros of size ``spatial`` with ``x`` written at ``indices``."""
-    batch = x.shape[0]
+    like = x.shape
     x, indices = _first(x, channels_last), _first(indices, channels_last)
     planes = x.shape[0]
     y = np.zeros((planes, int(np.prod(spatial))), dtype=x.dtype)
     count = int(np.prod(x.shape[1:]))
     y[np.arange(planes)[:, None], indices.reshape(planes, count)] = x.reshape(planes, count)
-    return _back(y.reshape((planes,) + tuple(spatial)), channels_last, batch)
+    return _back(y.reshape((planes,) + tuple(spatial)), channels_last, like)
 
 
 def unpool_backward(dy: np.ndarray, indices: np.ndarray, *, channels_last=False):
     """Gradient of max-unpooling with respect to its input: ``dy`` read at ``indices``."""
-    batch = dy.shape[0]
+    like = dy.shape
     dy, indices = _first(dy, channels_last), _first(indices, channels_last)
     planes = dy.shape[0]
     dx = np.take_along_axis(dy.reshape(planes, int(np.prod(dy.shape[1:]))),
                             indices.reshape(planes, int(np.prod(indices.shape[1:]))), axis=1)
-    return _back(dx.reshape(indices.shape), channels_last, batch)
+    return _back(dx.reshape(indices.shape), channels_last, like)

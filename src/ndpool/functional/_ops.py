@@ -12,7 +12,8 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from .. import backends
-from .._arguments import FLOAT_TYPES, as_input, choice, flag, int_tuple, padding_arg
+from .._arguments import (FLOAT_TYPES, MAX_SIZE, as_input, choice, flag, int_tuple,
+                          padding_arg)
 from .._errors import fail, type_fail
 from .._layout import Layout, axes3, layout_of, spatial3
 from .._window import Window, adaptive_window, fractional_window, sliding_window
@@ -91,6 +92,14 @@ def _extreme(kind, op, x, lay: Layout, win: Window, return_indices, ties, grad):
     return result, _pullback(op, y, x, lay, rule)
 
 
+def _as_float(value) -> float:
+    """``float(value)``, or infinity for an int too large to be one."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 # ---------------------------------------------------------------------- averages
 def avg_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mode=False,
              count_include_pad=True, divisor_override=None, layout="channels_first", *,
@@ -103,6 +112,8 @@ def avg_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mo
         if not isinstance(divisor_override, numbers.Integral) or isinstance(
                 divisor_override, bool) or divisor_override == 0:
             fail(op, f"divisor_override={divisor_override!r} must be a nonzero int or None")
+        if abs(divisor_override) > MAX_SIZE:
+            fail(op, f"divisor_override={divisor_override!r} must be at most {MAX_SIZE} in size")
     return _mean(op, x, lay, win, _divisors(win, divisor_override), grad)
 
 
@@ -138,7 +149,7 @@ def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mod
     """
     x = _float_input(op, x)
     if (not isinstance(norm_type, numbers.Real) or isinstance(norm_type, bool)
-            or not math.isfinite(norm_type) or norm_type <= 0):
+            or not math.isfinite(_as_float(norm_type)) or norm_type <= 0):
         fail(op, f"norm_type={norm_type!r} must be a positive finite number")
     p = x.dtype.type(norm_type)
     lay, win = _sliding(op, x, rank, kernel_size, stride, 0, 1, ceil_mode, True)
@@ -169,7 +180,7 @@ def _output_size(op: str, value, lay: Layout) -> Tuple[int, ...]:
     if len(items) != rank:
         fail(op, f"output_size={value!r} must have {rank} entries, one per spatial dim")
     items = tuple(s if v is None else v for v, s in zip(items, lay.spatial))
-    return int_tuple(op, "output_size", items, rank)
+    return _plane_fits(op, int_tuple(op, "output_size", items, rank))
 
 
 def adaptive_max_pool(op: str, rank: int, x, output_size, return_indices=False, *,
@@ -315,6 +326,8 @@ def max_unpool(op: str, rank: int, x, indices, kernel_size, stride=None, padding
         if dy.shape != y.shape:
             fail(f"{op} pullback", f"dy has shape {dy.shape} but the output has shape "
                  f"{y.shape}")
+        if dy.dtype.type not in FLOAT_TYPES and dy.dtype.kind not in "iu":
+            type_fail(f"{op} pullback", f"dy has dtype {dy.dtype}; use a float dtype")
         return lay.restore(rule(out_lay.canonical(dy)), lay.spatial)
 
     return y, pullback
@@ -337,6 +350,13 @@ def _unpool_size(op, lay: Layout, kernel, strides, pads, output_size):
                      f"{tuple(d + s for d, s in zip(default, strides))}")
     if min(out) < 1:
         fail(op, f"the output size {out} is empty", "check kernel_size, stride, padding")
+    return _plane_fits(op, out)
+
+
+def _plane_fits(op: str, out: Tuple[int, ...]) -> Tuple[int, ...]:
+    """An output plane must stay addressable by the flat int64 indices (and fit memory)."""
+    if math.prod(out) > MAX_SIZE:
+        fail(op, f"the output size {out} has more than {MAX_SIZE} cells per plane")
     return out
 
 
