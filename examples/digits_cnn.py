@@ -135,7 +135,7 @@ class DigitsCNN:
     def parameters(self):
         """``(layer, name)`` of every trainable array, in a fixed order.
 
-        (``trainable``, not ``params``: ndpool's layers use ``params`` for their arguments.)
+        (Trainable arrays live in ``trainable``, apart from the pooling layers' arguments.)
         """
         return [(layer, name) for layer in self.layers
                 for name in getattr(layer, "trainable", {})]

@@ -29,13 +29,15 @@ class Pool:
     """Base of every layer: binds constructor arguments to the op's keyword arguments."""
 
     op = None
-    params: tuple = ()          # (name, default) in torch.nn's constructor order
+    # (name, default) in torch.nn's constructor order; private, so that hand-built
+    # frameworks keep `params` free for their weights
+    _signature: tuple = ()
 
     def __init__(self, *args, **kwargs):
         signature = inspect.Signature([
             inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                               default=default)
-            for name, default in self.params])
+            for name, default in self._signature])
         try:
             bound = signature.bind(*args, **kwargs)
         except TypeError as error:
@@ -79,7 +81,7 @@ _GLOBAL = (("keepdims", False),)
 
 
 def _layer(name: str, op, params, doc: str):
-    cls = type(name, (Pool,), {"op": staticmethod(op), "params": params,
+    cls = type(name, (Pool,), {"op": staticmethod(op), "_signature": params,
                                "__doc__": doc, "__module__": __name__})
     globals()[name] = cls
     __all__.append(name)

@@ -202,19 +202,26 @@ def adaptive_avg_pool(op: str, rank: int, x, output_size, *, grad=False):
 
 
 # ------------------------------------------------------------------ global pools
-def _global_layout(op: str, x: np.ndarray) -> Layout:
+def _global_view(op: str, x: np.ndarray):
+    """``x`` as (N, C, S) planes, or as (N, S, C) when its memory is channels-last (a
+    transposed view of NHWC data), so that neither is copied; with its Layout."""
     if x.ndim < 3:
         fail(op, f"x must have shape (N, C, *spatial) with at least one spatial dim, "
              f"got shape {x.shape}")
-    flat = x.reshape(x.shape[:2] + (int(np.prod(x.shape[2:])),))
-    return layout_of(op, flat, 1)
+    cells = int(np.prod(x.shape[2:]))
+    last = np.moveaxis(x, 1, -1)
+    if last.flags.c_contiguous and not x.flags.c_contiguous:
+        flat = last.reshape(x.shape[:1] + (cells, x.shape[1]))
+        return flat, layout_of(op, flat, 1, "channels_last")
+    flat = x.reshape(x.shape[:2] + (cells,))
+    return flat, layout_of(op, flat, 1)
 
 
 def _global(op, x, keepdims, run, grad):
+    """Shared by the global pools: ``run(flat, layout, window)`` pools one window per plane."""
     keepdims = flag(op, "keepdims", keepdims)
-    lay = _global_layout(op, x)
-    win = adaptive_window(lay.spatial, (1,))
-    y, pullback = run(lay, win)
+    flat, lay = _global_view(op, x)
+    y, pullback = run(flat, lay, adaptive_window(lay.spatial, (1,)))
     shape = x.shape[:2] + ((1,) * (x.ndim - 2) if keepdims else ())
     result = y.reshape(shape)
     if not grad:
@@ -224,7 +231,10 @@ def _global(op, x, keepdims, run, grad):
         dy = np.asarray(dy)
         if dy.shape != shape:
             fail(f"{op} pullback", f"dy has shape {dy.shape} but the output has shape {shape}")
-        return pullback(dy.reshape(y.shape)).reshape(x.shape)
+        dx = pullback(dy.reshape(y.shape))
+        if lay.channels_last:  # back from (N, S, C) to the caller's (N, C, *spatial) view
+            return np.moveaxis(dx.reshape(x.shape[:1] + x.shape[2:] + x.shape[1:2]), -1, 1)
+        return dx.reshape(x.shape)
 
     return result, reshaped
 
@@ -233,8 +243,7 @@ def global_max_pool(x, keepdims=False, *, grad=False):
     """Max over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
     op = "global_max_pool"
     x = as_input(op, x, integers=True)
-    run = lambda lay, win: _extreme("max", op, x.reshape(lay.lead + lay.spatial), lay, win,
-                                    False, "first", grad)
+    run = lambda flat, lay, win: _extreme("max", op, flat, lay, win, False, "first", grad)
     return _global(op, x, keepdims, run, grad)
 
 
@@ -242,8 +251,7 @@ def global_avg_pool(x, keepdims=False, *, grad=False):
     """Mean over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
     op = "global_avg_pool"
     x = _float_input(op, x)
-    run = lambda lay, win: _mean(op, x.reshape(lay.lead + lay.spatial), lay, win,
-                                 _divisors(win), grad)
+    run = lambda flat, lay, win: _mean(op, flat, lay, win, _divisors(win), grad)
     return _global(op, x, keepdims, run, grad)
 
 
