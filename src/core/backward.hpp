@@ -90,8 +90,13 @@ void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
             if (own.window[0][d] < 0 || own.window[1][h] < 0) uncovered.push_back(d * H.n_in + h);
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(width * D.kernel * H.kernel, 1));
     parallel_for(g.planes * out_rows, grain, [&](i64 begin, i64 end) {
+        i64 p = begin / out_rows, r = begin % out_rows, od = r / H.n_out, oh = r % H.n_out;
         for (i64 u = begin; u < end; ++u) {
-            const i64 p = u / out_rows, r = u % out_rows, od = r / H.n_out, oh = r % H.n_out;
+            if (u > begin && ++oh == H.n_out) {  // next output row, carried without divisions
+                oh = 0;
+                if (++od == D.n_out) od = 0, ++p;
+            }
+            r = od * H.n_out + oh;
             T *plane = dx + p * in_plane;
             if (r == 0)
                 for (i64 row : uncovered) std::fill(plane + row * width, plane + (row + 1) * width, T(0));
@@ -211,13 +216,13 @@ void spread(const T *dy, const Divisor &divisor, T *dx, const Geometry &g) {
     if (whole_planes(g)) {  // global pools: every cell gets dy / divisor
         const A dv = static_cast<A>(divisor.at(0, 0, 0));
         parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
-            for (i64 p = begin; p < end; ++p)
-                for (i64 l = 0; l < lanes; ++l) {
-                    const T v = static_cast<T>(static_cast<A>(dy[p * lanes + l]) / dv);
-                    T *dxp = dx + p * in_plane + l;
-                    if (lanes == 1) std::fill(dxp, dxp + in_plane, v);
-                    else for (i64 c = 0; c < in_plane / lanes; ++c) dxp[c * lanes] = v;
-                }
+            std::vector<T> share(static_cast<size_t>(lanes));
+            for (i64 p = begin; p < end; ++p) {
+                for (i64 l = 0; l < lanes; ++l) share[l] = static_cast<T>(static_cast<A>(dy[p * lanes + l]) / dv);
+                T *dxp = dx + p * in_plane;
+                if (lanes == 1) std::fill(dxp, dxp + in_plane, share[0]);
+                else for (i64 c = 0; c < in_plane / lanes; ++c) std::copy(share.begin(), share.end(), dxp + c * lanes);
+            }
         });
         return;
     }

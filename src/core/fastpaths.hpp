@@ -138,14 +138,15 @@ void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
             const T *src = x + p * cells * lanes;
             T *y = static_cast<T *>(out.y) + p * lanes;
             if (lanes == 1) {
-                constexpr int P = 16;  // independent partials: the loop vectorises
+                constexpr int P = 8;  // independent partials: the loop vectorises
                 A part[P];
                 for (int j = 0; j < P; ++j) part[j] = R::template identity<A>();
                 i64 i = 0;
                 for (; i + P <= cells; i += P)
                     for (int j = 0; j < P; ++j) part[j] = combine<R>(static_cast<A>(src[i + j]), part[j]);
-                A total = R::template identity<A>();
-                for (int j = 0; j < P; ++j) total = combine<R>(part[j], total);
+                for (int j = 0; j < 4; ++j) part[j] = combine<R>(part[j + 4], part[j]);  // a tree, not
+                for (int j = 0; j < 2; ++j) part[j] = combine<R>(part[j + 2], part[j]);  // a chain
+                A total = combine<R>(part[1], part[0]);
                 for (; i < cells; ++i) total = combine<R>(static_cast<A>(src[i]), total);
                 y[0] = static_cast<T>(out.divisor ? total / scale : total);
             } else {

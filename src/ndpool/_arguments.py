@@ -36,6 +36,8 @@ def as_input(op: str, x, *, integers: bool) -> np.ndarray:
 
 
 def _is_int(value) -> bool:
+    if type(value) is int:  # the common case, without the ABC check's cost
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 

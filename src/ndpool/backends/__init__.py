@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 
 BACKENDS = ("compiled", "reference")
 _chosen = contextvars.ContextVar("ndpool_backend", default=None)
 
 
-def _load(name: str):
-    return importlib.import_module(f"{__name__}.{name}")
-
-
+@functools.lru_cache(maxsize=None)
 def default_backend() -> str:
     """``"compiled"`` when the core provides the ops, else ``"reference"``."""
     try:
@@ -24,6 +22,11 @@ def default_backend() -> str:
     except ImportError:
         return "reference"
     return "compiled" if getattr(compiled, "available", False) else "reference"
+
+
+@functools.lru_cache(maxsize=None)
+def _load(name: str):
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def current():

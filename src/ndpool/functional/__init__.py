@@ -15,13 +15,18 @@ __test__ = {}   # doctest collects the generated ops from here
 
 
 def _public(name: str, impl, template, example: str):
-    """Make public op ``name`` with ``template``'s signature, running ``impl``."""
+    """Make public op ``name`` with ``template``'s signature, running ``impl``.
+
+    The op is compiled from its signature's source (as ``dataclasses`` does), so a call
+    binds its arguments natively, with Python's own error messages for wrong ones, and
+    costs no ``inspect`` machinery per call.
+    """
     signature = inspect.signature(template)
-
-    def op(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        return impl(*bound.args, **bound.kwargs)[0]
-
+    names = ", ".join(f"{p}={p}" for p in signature.parameters)
+    source = f"def {name}{signature}:\n    return _impl({names})[0]\n"
+    namespace = {"_impl": impl}
+    exec(source, namespace)  # noqa: S102  the source is made above from our own templates
+    op = namespace[name]
     op.__name__ = op.__qualname__ = name
     op.__module__ = __name__
     op.__signature__ = signature
