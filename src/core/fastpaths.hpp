@@ -48,6 +48,7 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
     const i64 lo = std::clamp<i64>(-start0, 0, length), hi = std::clamp<i64>(W.n_in - start0, lo, length);
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, length * lanes * H.kernel * D.kernel));
     const bool pairs = lanes == 1 && pairs_w(W);
+    const bool direct = lanes > 1 && lo == 0 && hi == length;  // every W tap in bounds
     parallel_for(g.planes * rows, grain, [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
         A *m = sized(sc.row, length * lanes);
@@ -70,6 +71,28 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
                         for (i64 o = 0; o < n_out; ++o) {
                             const A v = combine<R>(static_cast<A>(src[2 * o + 1]), static_cast<A>(src[2 * o]));
                             acc[o] = first ? v : combine<R>(v, acc[o]);
+                        }
+                        first = false;
+                    }
+                finish(p, r, od, oh);
+                continue;
+            }
+            if (direct) {  // channels-last, no padding along W: taps read the input rows
+                bool first = true;
+                for (i64 td = 0; td < D.count[od]; ++td)
+                    for (i64 th = 0; th < H.count[oh]; ++th) {
+                        const i64 row = (D.first[od] + td * D.step) * H.n_in + H.first[oh] + th * H.step;
+                        const T *src = x + p * in_plane + (row * W.n_in + start0) * lanes;
+                        for (i64 o = 0; o < n_out; ++o) {
+                            A *a = acc + o * lanes;
+                            for (i64 k = 0; k < W.kernel; ++k) {
+                                const T *t = src + (o * stride + k * W.step) * lanes;
+                                if (first && k == 0) {
+                                    for (i64 l = 0; l < lanes; ++l) a[l] = static_cast<A>(t[l]);
+                                } else {
+                                    for (i64 l = 0; l < lanes; ++l) a[l] = combine<R>(static_cast<A>(t[l]), a[l]);
+                                }
+                            }
                         }
                         first = false;
                     }
