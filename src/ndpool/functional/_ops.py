@@ -27,17 +27,22 @@ def _pullback(op: str, y: np.ndarray, x: np.ndarray, layout: Layout,
     """Wrap a canonical backward rule into ``pullback(dy) -> dx`` with checked ``dy``."""
 
     def pullback(dy):
-        dy = np.asarray(dy)
-        if dy.shape != y.shape:
-            fail(f"{op} pullback", f"dy has shape {dy.shape} but the output has shape "
-                 f"{y.shape}")
-        if dy.dtype.type not in FLOAT_TYPES and dy.dtype.kind not in "iu":
-            type_fail(f"{op} pullback", f"dy has dtype {dy.dtype}; use a float dtype")
+        dy = _checked_dy(op, dy, y.shape)
         work = x.dtype if x.dtype.kind == "f" else np.result_type(dy.dtype, np.float16)
         dx3 = backward(layout.canonical(dy.astype(work, copy=False)))
         return layout.restore(dx3, layout.spatial)
 
     return pullback
+
+
+def _checked_dy(op: str, dy, shape) -> np.ndarray:
+    """``dy`` as an array of the output's shape and a numeric dtype, or a clear error."""
+    dy = np.asarray(dy)
+    if dy.shape != tuple(shape):
+        fail(f"{op} pullback", f"dy has shape {dy.shape} but the output has shape {tuple(shape)}")
+    if dy.dtype.type not in FLOAT_TYPES and dy.dtype.kind not in "iu":
+        type_fail(f"{op} pullback", f"dy has dtype {dy.dtype}; use a float dtype")
+    return dy
 
 
 def _float_input(op: str, x) -> np.ndarray:
@@ -228,10 +233,7 @@ def _global(op, x, keepdims, run, grad):
         return result, None
 
     def reshaped(dy):
-        dy = np.asarray(dy)
-        if dy.shape != shape:
-            fail(f"{op} pullback", f"dy has shape {dy.shape} but the output has shape {shape}")
-        dx = pullback(dy.reshape(y.shape))
+        dx = pullback(_checked_dy(op, dy, shape).reshape(y.shape))
         if lay.channels_last:  # back from (N, S, C) to the caller's (N, C, *spatial) view
             return np.moveaxis(dx.reshape(x.shape[:1] + x.shape[2:] + x.shape[1:2]), -1, 1)
         return dx.reshape(x.shape)
@@ -327,18 +329,7 @@ def max_unpool(op: str, rank: int, x, indices, kernel_size, stride=None, padding
     if not grad:
         return y, None
     rule = lambda dy3: backend.unpool_backward(dy3, idx3)
-    out_lay = Layout(rank, False, lay.batched, lay.lead, out)
-
-    def pullback(dy):
-        dy = np.asarray(dy)
-        if dy.shape != y.shape:
-            fail(f"{op} pullback", f"dy has shape {dy.shape} but the output has shape "
-                 f"{y.shape}")
-        if dy.dtype.type not in FLOAT_TYPES and dy.dtype.kind not in "iu":
-            type_fail(f"{op} pullback", f"dy has dtype {dy.dtype}; use a float dtype")
-        return lay.restore(rule(out_lay.canonical(dy)), lay.spatial)
-
-    return y, pullback
+    return y, _pullback(op, y, x, lay, rule)
 
 
 def _unpool_size(op, lay: Layout, kernel, strides, pads, output_size):
