@@ -80,7 +80,7 @@ inline bool pairs_w(const Axis &W) {
 // Per-thread scratch, grown as needed and reused across calls.
 template <class A>
 struct Scratch {
-    std::vector<A> a, b, row;
+    std::vector<A> a, b, row, extra;
     std::vector<i64> ia, ib;
     std::vector<i64> first[3], count[3], skip[3];
     static Scratch &get() {

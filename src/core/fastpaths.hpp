@@ -205,9 +205,11 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
         auto &sc = Scratch<A>::get();
         A *padded = sized(sc.a, rows * length);
         A *suffix = sized(sc.b, rows * length);
-        std::vector<A> &spare = sc.row;
-        A *prefix = sized(spare, 2 * rows * length + 3 * length);
-        A *span_a = prefix + rows * length, *span_b = span_a + length, *m = span_b + length;
+        const i64 band = oH * length;  // every output row's vertical extreme, end to end
+        A *m = sized(sc.row, 3 * band);
+        A *span_a = m + band, *span_b = span_a + band;
+        std::vector<A> &prefix_store = Scratch<A>::get().extra;
+        A *prefix = sized(prefix_store, rows * length);
         for (i64 p = begin; p < end; ++p) {
             const T *plane = x + p * in_plane;
             for (i64 j = 0; j < rows; ++j) {
@@ -237,20 +239,24 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
                     for (i64 b = 0; b < length; ++b) to[b] = combine<R>(in[b], after[b]);
                 }
             }
+            // rows oh .. oh+kH-1 = suffix of row oh with prefix of row oh+kH-1, for all oh at once
+            const A *right = prefix + (kH - 1) * length;
+            for (i64 b = 0; b < band; ++b) m[b] = combine<R>(right[b], suffix[b]);
+            // doubling spans along W over the whole band; cells that straddle two rows are
+            // computed but never read
+            const A *cur = m;
+            i64 span = 1;
+            A *next = span_a;
+            while (2 * span <= kW) {  // cur[i] holds the extreme of m[i, i + span)
+                for (i64 b = 0; b + span < band; ++b) next[b] = combine<R>(cur[b + span], cur[b]);
+                cur = next, next = next == span_a ? span_b : span_a, span *= 2;
+            }
+            const i64 rest = kW - span;  // two overlapping spans cover the window
             T *y = static_cast<T *>(out.y) + p * out_plane;
             for (i64 oh = 0; oh < oH; ++oh) {
-                const A *left_part = suffix + oh * length, *right_part = prefix + (oh + kH - 1) * length;
-                for (i64 b = 0; b < length; ++b) m[b] = combine<R>(right_part[b], left_part[b]);
-                const A *cur = m;
-                i64 span = 1;
-                A *next = span_a;
-                while (2 * span <= kW) {  // cur[i] holds the extreme of m[i, i + span)
-                    for (i64 b = 0; b + span < length; ++b) next[b] = combine<R>(cur[b + span], cur[b]);
-                    cur = next, next = next == span_a ? span_b : span_a, span *= 2;
-                }
-                const i64 rest = kW - span;  // two overlapping spans cover the window
+                const A *c = cur + oh * length;
                 T *yr = y + oh * oW;
-                for (i64 o = 0; o < oW; ++o) yr[o] = static_cast<T>(combine<R>(cur[o + rest], cur[o]));
+                for (i64 o = 0; o < oW; ++o) yr[o] = static_cast<T>(combine<R>(c[o + rest], c[o]));
             }
         }
     });
