@@ -100,6 +100,12 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
                 continue;
             }
             const T *plane = x + p * in_plane + (start0 + lo) * lanes;
+            if (oh + 1 < H.n_out) {  // the next output row's last input row: fetch it early
+                const i64 ahead = (D.first[od] + (D.count[od] - 1) * D.step) * H.n_in + H.first[oh + 1] +
+                                  (H.count[oh + 1] - 1) * H.step;
+                const char *line = reinterpret_cast<const char *>(plane + ahead * W.n_in * lanes);
+                for (i64 b = 0; b < n * static_cast<i64>(sizeof(T)); b += 64) __builtin_prefetch(line + b);
+            }
             bool first = true;
             for (i64 td = 0; td < D.count[od]; ++td)
                 for (i64 th = 0; th < H.count[oh]; ++th) {
