@@ -25,7 +25,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-INDEX_BYTES = 8          # max backward reads the int64 argmax that vjp and PyTorch keep
+INDEX_BYTES = 1   # the core keeps winners as 1-byte kernel offsets (windows up to 256 cells)
 TARGET_SECONDS = 0.4     # auto repeats: each measurement (both libraries) takes about this
 MAX_REPEATS = 50
 LAYOUTS = ("channels_first", "channels_last")
@@ -489,7 +489,8 @@ def render(report: Report, command: str) -> str:
     lines += [""] + table_lines(report.rows) + [""] + _summary(report.rows) + [
         "", "Ratios below 1 mean ndpool is faster than PyTorch / closer to the bound. "
         "bound = bytes that must move / bandwidth at that thread count; forward moves "
-        "input + output; backward moves dy + dx, plus the int64 argmax for max pools; the "
+        "input + output; backward moves dy + dx, plus the 1-byte argmax the core keeps for "
+        "max pools; the "
         "bandwidth at n threads is the best measured with at most n. "
         "Inputs that fit in cache can beat the bound. Backward is the pullback of "
         "`ndpool.vjp` (PyTorch: `torch.autograd.grad` on a kept graph), timed alone. "
