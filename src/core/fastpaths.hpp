@@ -268,13 +268,63 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
     });
 }
 
+// Large stride-1 averages: window sums from running (prefix) sums, O(1) per cell whatever
+// the window. The prefix sums are kept in double, so the difference of two of them loses
+// nothing a float32 or float16 result can show; float64 data keeps the direct sums.
+template <class T>
+void forward_running_sum(const T *x, const Geometry &g, const Outputs &out) {
+    const Axis &H = g.axis[1], &W = g.axis[2];
+    const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
+    const i64 rows = oH + kH - 1, length = oW + kW - 1;
+    const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];
+    const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
+    const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
+    parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
+        auto &sc = Scratch<double>::get();
+        double *column = sized(sc.a, (rows + 1) * length);  // column[j][b]: rows < j summed
+        double *line = sized(sc.b, length + 1);
+        for (i64 p = begin; p < end; ++p) {
+            const T *plane = x + p * in_plane;
+            std::fill(column, column + length, 0.0);
+            for (i64 j = 0; j < rows; ++j) {
+                const double *above = column + j * length;
+                double *next = column + (j + 1) * length;
+                const i64 h = top + j;
+                if (h < 0 || h >= H.n_in) {
+                    std::copy(above, above + length, next);
+                    continue;
+                }
+                const T *src = plane + h * W.n_in + left;
+                for (i64 b = 0; b < lo; ++b) next[b] = above[b];
+                for (i64 b = lo; b < hi; ++b) next[b] = above[b] + static_cast<double>(src[b]);
+                for (i64 b = hi; b < length; ++b) next[b] = above[b];
+            }
+            T *y = static_cast<T *>(out.y) + p * out_plane;
+            for (i64 oh = 0; oh < oH; ++oh) {
+                const double *upper = column + oh * length, *lower = column + (oh + kH) * length;
+                line[0] = 0.0;
+                for (i64 b = 0; b < length; ++b) line[b + 1] = line[b] + (lower[b] - upper[b]);
+                const double row_div = out.divisor.row(0, oh);
+                const double *div = out.divisor.factor[2];
+                T *yr = y + oh * oW;
+                for (i64 o = 0; o < oW; ++o)
+                    yr[o] = static_cast<T>((line[o + kW] - line[o]) / (row_div * div[o]));
+            }
+        }
+    });
+}
+
 // The dispatcher: indices need the engine (it tracks winners); otherwise pick a fast path.
 template <class R, class T, class A>
 void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
     const bool indices = R::extreme && out.kind != IndexKind::none;
     if (!indices && whole_planes(g)) return reduce_planes<R, T, A>(x, g, out);
-    if constexpr (R::extreme)
+    if constexpr (R::extreme) {
         if (!indices && running_fits(g)) return forward_running<R, T, A>(x, g, out);
+    } else if constexpr (!std::is_same<T, double>::value) {
+        if (out.divisor && running_fits(g) && g.axis[1].kernel * g.axis[2].kernel >= 64)
+            return forward_running_sum<T>(x, g, out);
+    }
     if (!indices && sliding(g)) return forward_rows<R, T, A>(x, g, out);
     forward<R, T, A>(x, g, out);
 }

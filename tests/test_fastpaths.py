@@ -1,0 +1,104 @@
+"""The compiled core's fast paths against the reference backend, each on the inputs that
+select it: fused 2x2 stride-2 rows, running max/min and running sums for large stride-1
+windows, channels-last rows, whole-plane reductions and disjoint-window backward.
+Max/min must agree exactly (NaN included); averages to float32 rounding of the window
+sum (the running sums are exact in double, the reference sums in float32).
+"""
+import numpy as np
+import pytest
+
+import ndpool
+from oracle import available_backends
+
+pytestmark = pytest.mark.skipif("compiled" not in available_backends(),
+                                reason="the compiled core is not built")
+
+
+def both(call):
+    out = []
+    for name in ("reference", "compiled"):
+        with ndpool.use_backend(name):
+            out.append(call())
+    return out
+
+
+def data(rng, shape, dtype, nan=False):
+    x = (rng.standard_normal(shape) * 10).astype(dtype)
+    if nan and x.dtype.kind == "f":
+        x.flat[rng.integers(x.size, size=3)] = np.nan
+    return x
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_running_max_min_large_stride1_windows(seed):
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(6, 40, 2)
+    kh, kw = int(rng.integers(4, min(h, 13) + 1)), int(rng.integers(1, min(w, 13) + 1))
+    pad = (int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1)))
+    x = data(rng, (2, 3, h, w), [np.float32, np.float64, np.int16, np.float16][seed % 4],
+             nan=seed % 3 == 0)
+    for op in (ndpool.max_pool2d, ndpool.min_pool2d):
+        ref, got = both(lambda: op(x, (kh, kw), 1, pad, ceil_mode=bool(seed % 2)))
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_running_sums_large_average_windows(seed):
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(8, 40, 2)
+    kh, kw = int(rng.integers(8, min(h, 16) + 1)), int(rng.integers(8, min(w, 16) + 1))
+    pad = (int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1)))
+    dtype = np.float32 if seed % 2 else np.float16
+    x = data(rng, (2, 3, h, w), dtype)
+    kwargs = dict(ceil_mode=seed % 3 == 0, count_include_pad=seed % 4 < 2,
+                  divisor_override=None if seed % 5 else 7)
+    ref, got = both(lambda: ndpool.avg_pool2d(x, (kh, kw), 1, pad, **kwargs))
+    assert got.dtype == ref.dtype == dtype
+    scale = 10.0 * kh * kw / (7 if kwargs["divisor_override"] else 1)   # |window sum| bound
+    atol = scale * (2e-6 if dtype == np.float32 else 2e-3)
+    np.testing.assert_allclose(got.astype(np.float64), ref.astype(np.float64), rtol=1e-5,
+                               atol=atol)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 3, 9, 7), (1, 2, 5, 6, 7), (2, 2, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.uint8])
+def test_two_by_two_stride_two_rows_forward_and_backward(shape, dtype):
+    rng = np.random.default_rng(len(shape))
+    x = data(rng, shape, dtype)
+    rank = len(shape) - 2
+    op = getattr(ndpool, f"max_pool{rank}d")
+    ref, got = both(lambda: op(x, 2))
+    np.testing.assert_array_equal(got, ref)
+    if dtype == np.uint8:
+        return
+    (y, pb_ref), (_, pb_got) = both(lambda: ndpool.vjp(op, x, 2))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_array_equal(pb_got(dy), pb_ref(dy))   # disjoint: written, not summed
+    avg = getattr(ndpool, f"avg_pool{rank}d")
+    if dtype == np.float32:
+        ref, got = both(lambda: avg(x, 2))
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_channels_last_rows_match(seed):
+    rng = np.random.default_rng(seed)
+    k, s = [(2, 2), (3, 2), (3, 1), (5, 1)][seed % 4]
+    x = data(rng, (2, 11, 10, 5 + seed), np.float32)
+    pad = seed % 2 if k > 2 else 0
+    for op in (ndpool.max_pool2d, ndpool.avg_pool2d):
+        ref, got = both(lambda: op(x, k, s, pad, layout="channels_last"))
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_view"])
+def test_whole_plane_reductions(layout):
+    rng = np.random.default_rng(3)
+    x = data(rng, (4, 6, 7, 7), np.float32, nan=False)
+    if layout == "channels_last_view":
+        x = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
+    for op in (ndpool.global_avg_pool, ndpool.global_max_pool):
+        (y_ref, pb_ref), (y_got, pb_got) = both(lambda: ndpool.vjp(op, x))
+        np.testing.assert_allclose(y_got, y_ref, rtol=1e-6, atol=1e-6)
+        dy = rng.standard_normal(y_ref.shape).astype(np.float32)
+        np.testing.assert_allclose(pb_got(dy), pb_ref(dy), rtol=1e-6, atol=1e-7)
