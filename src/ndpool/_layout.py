@@ -53,11 +53,6 @@ class Layout:
             return y.reshape(lead + tuple(spatial) + (self.channels,))
         return y.reshape(self.lead + tuple(spatial))
 
-    def shape(self, spatial: Tuple[int, ...]) -> Tuple[int, ...]:
-        if self.channels_last:
-            return ((self.batch,) if self.batched else ()) + tuple(spatial) + (self.channels,)
-        return self.lead + tuple(spatial)
-
 
 def layout_of(op: str, x: np.ndarray, rank: int, layout: str = "channels_first") -> Layout:
     """Read batch, channels and spatial sizes of ``x`` for a ``rank``-D op."""
