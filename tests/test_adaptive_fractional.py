@@ -88,18 +88,23 @@ def _fractional_case(seed, rank, salt, dtype):
     return rng, shape, kernel_size, out, samples
 
 
+def _check_fractional(backend, rank, x, kernel, samples, seed, **size):
+    """ndpool's fractional pool against torch's, sharing torch's random samples;
+    ``size`` is output_size=... or output_ratio=..."""
+    torch_op = lambda t: getattr(F, f"fractional_max_pool{rank}d")(
+        t, kernel, return_indices=True, _random_samples=torch.from_numpy(samples), **size)
+    check(getattr(ndpool, f"fractional_max_pool{rank}d"), torch_op, x, (kernel,),
+          dict(return_indices=True, samples=samples, **size), backend=backend,
+          exact=True, seed=seed)
+
+
 @pytest.mark.parametrize("seed", range(25))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rank", [2, 3])
 def test_fractional_output_size(backend, rank, dtype, seed):
     rng, shape, kernel, out, samples = _fractional_case(seed, rank, 0, dtype)
     x = tie_free(rng, shape, dtype)
-    torch_op = lambda t: getattr(F, f"fractional_max_pool{rank}d")(
-        t, kernel, output_size=out, return_indices=True,
-        _random_samples=torch.from_numpy(samples))
-    check(getattr(ndpool, f"fractional_max_pool{rank}d"), torch_op, x, (kernel,),
-          dict(output_size=out, return_indices=True, samples=samples), backend=backend,
-          exact=True, seed=seed)
+    _check_fractional(backend, rank, x, kernel, samples, seed, output_size=out)
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -117,12 +122,7 @@ def test_fractional_output_ratio(backend, rank, seed):
     ratio = tuple((o + 0.5) / s for o, s in zip(wanted, spatial))   # int(s * r) == o
     assert all(int(s * r) == o for s, r, o in zip(spatial, ratio, wanted))
     x = tie_free(rng, shape)
-    torch_op = lambda t: getattr(F, f"fractional_max_pool{rank}d")(
-        t, kernel, output_ratio=ratio, return_indices=True,
-        _random_samples=torch.from_numpy(samples))
-    check(getattr(ndpool, f"fractional_max_pool{rank}d"), torch_op, x, (kernel,),
-          dict(output_ratio=ratio, return_indices=True, samples=samples), backend=backend,
-          exact=True, seed=seed)
+    _check_fractional(backend, rank, x, kernel, samples, seed, output_ratio=ratio)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -131,12 +131,7 @@ def test_fractional_float16_and_nan(backend, rank, seed):
     rng, shape, kernel, out, samples = _fractional_case(seed, rank, 2, np.float16)
     x = tie_free(rng, shape, np.float16)
     x[rng.random(shape) < 0.1] = np.nan
-    torch_op = lambda t: getattr(F, f"fractional_max_pool{rank}d")(
-        t, kernel, output_size=out, return_indices=True,
-        _random_samples=torch.from_numpy(samples))
-    check(getattr(ndpool, f"fractional_max_pool{rank}d"), torch_op, x, (kernel,),
-          dict(output_size=out, return_indices=True, samples=samples), backend=backend,
-          exact=True, seed=seed)
+    _check_fractional(backend, rank, x, kernel, samples, seed, output_size=out)
 
 
 def test_fractional_rng_is_reproducible(backend):

@@ -29,12 +29,19 @@ def data(rng, shape, dtype, nan=False):
     return x
 
 
+def window(rng, h, w, least_h, least_w, most):
+    """A kernel of at least (least_h, least_w) and at most ``most`` that fits (h, w), and
+    a legal padding for it."""
+    kh = int(rng.integers(least_h, min(h, most) + 1))
+    kw = int(rng.integers(least_w, min(w, most) + 1))
+    return (kh, kw), (int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1)))
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_running_max_min_large_stride1_windows(seed):
     rng = np.random.default_rng(seed)
     h, w = rng.integers(6, 40, 2)
-    kh, kw = int(rng.integers(4, min(h, 13) + 1)), int(rng.integers(1, min(w, 13) + 1))
-    pad = (int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1)))
+    (kh, kw), pad = window(rng, h, w, 4, 1, 13)
     x = data(rng, (2, 3, h, w), [np.float32, np.float64, np.int16, np.float16][seed % 4],
              nan=seed % 3 == 0)
     for op in (ndpool.max_pool2d, ndpool.min_pool2d):
@@ -46,8 +53,7 @@ def test_running_max_min_large_stride1_windows(seed):
 def test_running_sums_large_average_windows(seed):
     rng = np.random.default_rng(seed)
     h, w = rng.integers(8, 40, 2)
-    kh, kw = int(rng.integers(8, min(h, 16) + 1)), int(rng.integers(8, min(w, 16) + 1))
-    pad = (int(rng.integers(0, kh // 2 + 1)), int(rng.integers(0, kw // 2 + 1)))
+    (kh, kw), pad = window(rng, h, w, 8, 8, 16)
     dtype = np.float32 if seed % 2 else np.float16
     x = data(rng, (2, 3, h, w), dtype)
     kwargs = dict(ceil_mode=seed % 3 == 0, count_include_pad=seed % 4 < 2,
