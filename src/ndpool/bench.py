@@ -27,6 +27,7 @@ import numpy as np
 
 INDEX_BYTES = 1   # the core keeps winners as 1-byte kernel offsets (windows up to 256 cells)
 TARGET_SECONDS = 0.4     # auto repeats: each measurement (both libraries) takes about this
+WARM_SECONDS = 0.03      # untimed calls that open every timed block
 MAX_REPEATS = 50
 LAYOUTS = ("channels_first", "channels_last")
 PASSES = ("forward", "backward")
@@ -153,29 +154,33 @@ def time_interleaved(functions: Sequence[Callable[[], object]],
                      repeats: Optional[int]) -> List[float]:
     """Median seconds per call of each function, timed in alternating blocks.
 
-    Alternating spreads the drift of a shared machine over every function alike; whole
-    blocks (each opened by an untimed call) rather than single calls, so one library's
-    still-spinning worker threads or cache state never land in the other's timings.
-    Without ``repeats``, enough for about ``TARGET_SECONDS`` in all (3 to 50 each).
+    Alternating spreads the drift of a shared machine over every function alike. Each
+    block opens with untimed calls for at least ``WARM_SECONDS``: on these machines the
+    first few milliseconds of work after any pause or after the other library's calls
+    run up to 2x slow (the virtual CPUs ramp up), which would otherwise land in whichever
+    library's timings come first. Without ``repeats``, each function gets enough calls
+    for about ``TARGET_SECONDS / len(functions)`` of its own time (3 to ``MAX_REPEATS``),
+    so a fast call is not timed only three times because the other one is slow.
 
     >>> [t >= 0 for t in time_interleaved([lambda: None, lambda: 1], repeats=2)]
     [True, True]
     """
-    warm = 0.0
+    counts = []
     for function in functions:
         start = time.perf_counter()
         function()
-        warm += time.perf_counter() - start
-    if repeats is None:
-        repeats = min(MAX_REPEATS, max(3, int(TARGET_SECONDS / max(warm, 1e-9))))
-    blocks = min(3, repeats) if len(functions) > 1 else 1
+        took = time.perf_counter() - start
+        share = TARGET_SECONDS / len(functions)
+        counts.append(repeats or min(MAX_REPEATS, max(3, int(share / max(took, 1e-9)))))
+    blocks = min(3, min(counts)) if len(functions) > 1 else 1
     seconds: List[List[float]] = [[] for _ in functions]
     for block in range(blocks):
-        count = repeats // blocks + (block < repeats % blocks)
-        for function, times in zip(functions, seconds):
-            if len(functions) > 1:
-                function()      # untimed: the previous calls belonged to another function
-            for _ in range(count):
+        for function, count, times in zip(functions, counts, seconds):
+            start = time.perf_counter()
+            function()   # untimed warm-up: at least one call, at least WARM_SECONDS
+            while time.perf_counter() - start < WARM_SECONDS:
+                function()
+            for _ in range(count // blocks + (block < count % blocks)):
                 start = time.perf_counter()
                 function()
                 times.append(time.perf_counter() - start)
@@ -477,7 +482,8 @@ def render(report: Report, command: str) -> str:
         f"- memory bandwidth (`np.copyto` of {o.bandwidth_mb} MB split over the threads, "
         f"read + write, median of 5): {bandwidth}",
         f"- float32, batch scale {o.scale:g}, repeats "
-        f"{o.repeats or 'auto'} (medians; warm-up first; blocks alternate with PyTorch's)",
+        f"{o.repeats or 'auto'} (medians; blocks alternate with PyTorch's, each opened "
+        f"by {WARM_SECONDS * 1e3:g} ms of untimed calls)",
         f"- command: `{command}`", "",
         "| config | op | input (N, C, *spatial) | MB |", "|---|---|---|---:|",
     ]
