@@ -76,6 +76,8 @@ BAD = [
     ("padding_word_case", lambda: ndpool.avg_pool2d(X2, 2, padding="SAME"), E, r"avg_pool2d: padding='SAME'"),
     ("layout_word", lambda: ndpool.max_pool2d(X2, 2, layout="NHWC"), E, r"max_pool2d: layout='NHWC' is not one of"),
     ("layout_word_avg", lambda: ndpool.avg_pool1d(X1, 2, layout=None), E, r"avg_pool1d: layout=None"),
+    ("layout_unhashable", lambda: ndpool.max_pool2d(X2, 2, layout=["channels_last"]), E,
+     r"max_pool2d: layout=\[.channels_last.\] is not one of"),
     ("ceil_mode_with_same", lambda: ndpool.max_pool2d(X2, 2, padding="same", ceil_mode=True), E,
      r"max_pool2d: ceil_mode=True cannot be combined with padding='same'"),
     ("ceil_mode_with_valid", lambda: ndpool.avg_pool1d(X1, 2, padding="valid", ceil_mode=True), E,

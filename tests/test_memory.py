@@ -146,3 +146,31 @@ def test_regression_scratch_sized_by_kernel_with_explicit_padding():
                           timeout=120)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.strip() == str([[[3.0] * 4, [7.0] * 4]])
+
+
+def test_plans_are_cached_per_window_but_not_for_fractional_tables():
+    """The core's parsed axis tables (Plans) are cached per Window, so repeated calls
+    reuse one; fractional pooling draws per-plane tables every call, which must not
+    pile up in that cache."""
+    from ndpool.backends import compiled
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    with ndpool.use_backend("compiled"):
+        ndpool.max_pool2d(x, 3, 2)
+        size = compiled._cached_plan.cache_info().currsize
+        hits = compiled._cached_plan.cache_info().hits
+        ndpool.max_pool2d(x, 3, 2)
+        assert compiled._cached_plan.cache_info().currsize == size
+        assert compiled._cached_plan.cache_info().hits == hits + 1
+        for seed in range(5):
+            ndpool.fractional_max_pool2d(x, 2, output_size=4, rng=seed)
+        assert compiled._cached_plan.cache_info().currsize == size
+
+
+def test_plan_rejects_malformed_tables():
+    from ndpool import _core
+    table = np.zeros((1, 3), dtype=np.int64)
+    good = (table, table, table, 1, 1, 3, 1)
+    with pytest.raises(ValueError, match="2-D and of one shape"):
+        _core.plan((good, good, (table, np.zeros((1, 2), np.int64), table, 1, 1, 3, 1)))
+    with pytest.raises(ValueError, match="three axes"):
+        _core.plan((good, good))

@@ -25,24 +25,41 @@ using Array = nb::ndarray<nb::device::cpu, nb::c_contig>;
 using Input = nb::ndarray<nb::ro, nb::device::cpu, nb::c_contig>;  // may be read-only
 using Table = nb::ndarray<const int64_t, nb::device::cpu, nb::c_contig>;
 
+// The three axes' tables, read once per window and spatial size (the adapter caches
+// Plans), with the tuple that keeps their arrays alive.
+struct Plan {
+    Axis axis[3];
+    nb::object keep;
+};
+
 // axes: three tuples (first, count, skip, step, stride, n_in, kernel), tables (P', out).
-Geometry geometry(nb::tuple axes, i64 planes, i64 lanes) {
+Plan make_plan(nb::tuple axes) {
     if (nb::len(axes) != 3) throw std::invalid_argument("core: expected three axes");
-    Geometry g;
-    g.planes = planes, g.lanes = lanes;
+    Plan plan;
+    plan.keep = axes;
     for (int a = 0; a < 3; ++a) {
         nb::tuple t = nb::cast<nb::tuple>(axes[a]);
         Table first = nb::cast<Table>(t[0]), count = nb::cast<Table>(t[1]), skip = nb::cast<Table>(t[2]);
-        Axis &ax = g.axis[a];
+        if (first.ndim() != 2 || count.ndim() != 2 || skip.ndim() != 2 || count.shape(0) != first.shape(0) ||
+            count.shape(1) != first.shape(1) || skip.shape(0) != first.shape(0) || skip.shape(1) != first.shape(1))
+            throw std::invalid_argument("core: axis tables must be 2-D and of one shape");
+        Axis &ax = plan.axis[a];
         ax.first = first.data(), ax.count = count.data(), ax.skip = skip.data();
         ax.step = nb::cast<i64>(t[3]), ax.stride = nb::cast<i64>(t[4]);
         ax.n_in = nb::cast<i64>(t[5]), ax.kernel = nb::cast<i64>(t[6]);
-        ax.n_out = static_cast<i64>(first.shape(first.ndim() - 1));
-        ax.per_plane = first.ndim() == 2 && first.shape(0) > 1;
+        ax.n_out = static_cast<i64>(first.shape(1));
+        ax.per_plane = first.shape(0) > 1;
         bool trivial = ax.kernel == 1 && ax.n_in == ax.n_out && !ax.per_plane;
         for (i64 o = 0; trivial && o < ax.n_out; ++o) trivial = ax.first[o] == o && ax.count[o] == 1;
         ax.trivial = trivial;
     }
+    return plan;
+}
+
+Geometry geometry(const Plan &plan, i64 planes, i64 lanes) {
+    Geometry g;
+    g.planes = planes, g.lanes = lanes;
+    for (int a = 0; a < 3; ++a) g.axis[a] = plan.axis[a];
     return g;
 }
 
@@ -113,7 +130,7 @@ void run_forward(Input &x, const Geometry &g, const Outputs &out) {
 }
 
 void forward_op(Input x, Array y, nb::object arg, nb::object divisor, const std::string &kind,
-                i64 planes, i64 lanes, nb::tuple axes) {
+                i64 planes, i64 lanes, const Plan &axes) {
     Geometry g = geometry(axes, planes, lanes);
     Outputs out;
     out.y = y.data();
@@ -130,7 +147,7 @@ void forward_op(Input x, Array y, nb::object arg, nb::object divisor, const std:
     else throw std::invalid_argument("core: unknown reduction " + kind);
 }
 
-void scatter_op(Input dy, Input arg, Array dx, i64 planes, i64 lanes, nb::tuple axes) {
+void scatter_op(Input dy, Input arg, Array dx, i64 planes, i64 lanes, const Plan &axes) {
     Geometry g = geometry(axes, planes, lanes);
     dispatch(dy.dtype(), false, [&](auto tag) {
         using T = typename decltype(tag)::type;
@@ -148,7 +165,7 @@ void scatter_op(Input dy, Input arg, Array dx, i64 planes, i64 lanes, nb::tuple 
     });
 }
 
-void spread_op(Input dy, nb::tuple divisor, Array dx, i64 planes, i64 lanes, nb::tuple axes) {
+void spread_op(Input dy, nb::tuple divisor, Array dx, i64 planes, i64 lanes, const Plan &axes) {
     Geometry g = geometry(axes, planes, lanes);
     Factors factors;
     const Divisor div = divisor_of(divisor, g, factors);
@@ -160,7 +177,7 @@ void spread_op(Input dy, nb::tuple divisor, Array dx, i64 planes, i64 lanes, nb:
 }
 
 void split_ties_op(Input x, Input dy, Array dx, const std::string &kind, i64 planes, i64 lanes,
-                   nb::tuple axes) {
+                   const Plan &axes) {
     Geometry g = geometry(axes, planes, lanes);
     if (x.dtype() != dy.dtype()) throw nb::type_error("core: x and dy dtypes differ");
     dispatch(x.dtype(), true, [&](auto tag) {
@@ -240,6 +257,8 @@ NB_MODULE(_core, m) {
         ThreadPool::instance().set_threads(n);
     }, nb::arg("n"));
     m.def("get_num_threads", []() { return ThreadPool::instance().threads(); });
+    nb::class_<Plan>(m, "Plan", "One window's axis tables as the core reads them (from plan()).");
+    m.def("plan", &make_plan, nb::arg("axes"));
     m.def("forward", &forward_op, nb::arg("x"), nb::arg("y"), nb::arg("arg").none(),
           nb::arg("divisor").none(), nb::arg("kind"), nb::arg("planes"), nb::arg("lanes"), nb::arg("axes"));
     m.def("empty", &empty, nb::arg("shape"), nb::arg("kind"), nb::arg("itemsize"));

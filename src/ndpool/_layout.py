@@ -6,6 +6,7 @@ spatial dims of 1-D and 2-D data. ``Layout`` remembers how to go back.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -56,20 +57,31 @@ class Layout:
 
 def layout_of(op: str, x: np.ndarray, rank: int, layout: str = "channels_first") -> Layout:
     """Read batch, channels and spatial sizes of ``x`` for a ``rank``-D op."""
+    if layout not in LAYOUTS:  # before the cache, which needs a hashable key
+        fail(op, f"layout={layout!r} is not one of 'channels_first', 'channels_last'")
+    return layout_for(op, x.shape, rank, layout)
+
+
+@functools.lru_cache(maxsize=1024)
+def layout_for(op: str, shape: Tuple[int, ...], rank: int,
+               layout: str = "channels_first") -> Layout:
+    """The Layout of an array of ``shape`` (cached: Layouts are frozen, and this runs on
+    every call)."""
     if layout not in LAYOUTS:
         fail(op, f"layout={layout!r} is not one of 'channels_first', 'channels_last'")
-    if x.ndim not in (rank + 1, rank + 2):
+    ndim = len(shape)
+    if ndim not in (rank + 1, rank + 2):
         fail(op, f"x must have {rank + 2} dims (N, C, {_dims(rank)}) or {rank + 1} "
-             f"(unbatched), got shape {x.shape}")
-    batched = x.ndim == rank + 2
+             f"(unbatched), got shape {shape}")
+    batched = ndim == rank + 2
     channels_last = layout == "channels_last"
     if channels_last:
-        lead = x.shape[:1] + x.shape[-1:] if batched else x.shape[-1:]
-        spatial = x.shape[1:-1] if batched else x.shape[:-1]
+        lead = shape[:1] + shape[-1:] if batched else shape[-1:]
+        spatial = shape[1:-1] if batched else shape[:-1]
     else:
-        lead, spatial = x.shape[: x.ndim - rank], x.shape[x.ndim - rank:]
+        lead, spatial = shape[: ndim - rank], shape[ndim - rank:]
     if any(s == 0 for s in spatial):
-        fail(op, f"x has an empty spatial dim, shape {x.shape}")
+        fail(op, f"x has an empty spatial dim, shape {shape}")
     return Layout(rank, channels_last, batched, tuple(lead), tuple(spatial))
 
 

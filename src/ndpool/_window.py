@@ -22,8 +22,8 @@ Ints = Tuple[int, ...]
 PADDING_WORDS = ("valid", "same")
 
 
-@dataclass(frozen=True)
-class Axis:
+@dataclass(frozen=True, eq=False)   # compared and hashed by identity: the tables are
+class Axis:                          # made once per cached Window
     """Windows along one spatial dim, as tables the backends read directly.
 
     ``first[p, o]`` is the input position of window ``o``'s first in-bounds tap (``p``

@@ -8,7 +8,8 @@ for.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import functools
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,9 +32,21 @@ def _factors(divisor) -> tuple:
     return tuple(np.ascontiguousarray(f, dtype=np.float64) for f in divisor)
 
 
-def _geometry(axes: Sequence[Axis], spatial) -> tuple:
-    return tuple((a.first, a.count, a.skip, a.step, a.stride, int(n), a.kernel)
-                 for a, n in zip(axes, spatial))
+def _geometry(axes: Sequence[Axis], spatial):
+    """The core's Plan of ``axes`` over ``spatial``: parsed once per window and size,
+    except for per-plane (fractional) tables, which are drawn anew for every call."""
+    axes, spatial = tuple(axes), tuple(int(n) for n in spatial)
+    if any(a.first.shape[0] > 1 for a in axes):
+        return _make_plan(axes, spatial)
+    return _cached_plan(axes, spatial)
+
+
+def _make_plan(axes: Tuple[Axis, ...], spatial: Tuple[int, ...]):
+    return _core.plan(tuple((a.first, a.count, a.skip, a.step, a.stride, n, a.kernel)
+                            for a, n in zip(axes, spatial)))
+
+
+_cached_plan = functools.lru_cache(maxsize=1024)(_make_plan)  # Axes hash by identity
 
 
 def _planes_lanes(x: np.ndarray, channels_last: bool):

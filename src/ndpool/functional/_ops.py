@@ -15,7 +15,7 @@ from .. import backends
 from .._arguments import (FLOAT_TYPES, MAX_SIZE, as_input, choice, flag, int_tuple,
                           padding_arg)
 from .._errors import fail, type_fail
-from .._layout import Layout, axes3, layout_of, spatial3
+from .._layout import Layout, axes3, layout_for, layout_of, spatial3
 from .._window import Window, adaptive_window, fractional_window, sliding_window
 
 TIES = ("first", "split")
@@ -213,13 +213,14 @@ def _global_view(op: str, x: np.ndarray):
     if x.ndim < 3:
         fail(op, f"x must have shape (N, C, *spatial) with at least one spatial dim, "
              f"got shape {x.shape}")
-    cells = int(np.prod(x.shape[2:]))
-    last = np.moveaxis(x, 1, -1)
-    if last.flags.c_contiguous and not x.flags.c_contiguous:
-        flat = last.reshape(x.shape[:1] + (cells, x.shape[1]))
-        return flat, layout_of(op, flat, 1, "channels_last")
+    cells = math.prod(x.shape[2:])
+    if not x.flags.c_contiguous:
+        last = x.transpose((0,) + tuple(range(2, x.ndim)) + (1,))
+        if last.flags.c_contiguous:
+            flat = last.reshape((x.shape[0], cells, x.shape[1]))
+            return flat, layout_for(op, flat.shape, 1, "channels_last")
     flat = x.reshape(x.shape[:2] + (cells,))
-    return flat, layout_of(op, flat, 1)
+    return flat, layout_for(op, flat.shape, 1)
 
 
 def _global(op, x, keepdims, run, grad):
