@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
@@ -15,6 +16,10 @@
 #include <vector>
 
 namespace ndpool {
+
+#ifndef SPIN_US
+#define SPIN_US 300
+#endif
 
 class ThreadPool {
 public:
@@ -108,9 +113,14 @@ private:
         for (;;) {
             std::function<void()> *job = nullptr;
             // Spin a little before sleeping: waking a sleeping thread takes tens of
-            // microseconds here, as long as a whole small pooling call.
-            for (int spin = 0; spin < kSpins && published_.load(std::memory_order_acquire) == seen; ++spin)
-                pause();
+            // microseconds here, as long as a whole small pooling call. The spin is
+            // bounded in time, not in pause instructions (whose cost varies 10x between
+            // CPUs): a spinning helper slows the caller's Python code between calls.
+            const auto until = std::chrono::steady_clock::now() + kSpin;
+            while (published_.load(std::memory_order_acquire) == seen) {
+                for (int i = 0; i < 32; ++i) pause();
+                if (std::chrono::steady_clock::now() >= until) break;
+            }
             {
                 std::unique_lock<std::mutex> lock(mutex_);
                 wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -137,7 +147,7 @@ private:
     int helpers_wanted_ = 0, helpers_done_ = 0;
     uint64_t generation_ = 0;
     std::atomic<uint64_t> published_{0};  // generation_, readable without the lock
-    static constexpr int kSpins = 20000;  // about 100 microseconds of pause instructions
+    static constexpr std::chrono::microseconds kSpin{SPIN_US};
 
     static void pause() {
 #if defined(__x86_64__) || defined(__i386__)
