@@ -86,6 +86,29 @@ def test_two_by_two_stride_two_rows_forward_and_backward(shape, dtype):
         np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.parametrize("width", range(2, 70))
+def test_two_tap_backward_rows_of_every_width(width):
+    """The disjoint backward's 2-tap rows go 16 windows at a time (AVX-512 builds) with a
+    masked tail: every width up to and around multiples of 16 windows, NaN winners too."""
+    rng = np.random.default_rng(width)
+    dtype = np.float64 if width % 5 == 0 else np.float32
+    x = data(rng, (2, 3, 4, width), dtype, nan=width % 3 == 0)
+    for kernel in (2, (1, 2), (3, 2)):
+        (y, pb_ref), (_, pb_got) = both(lambda: ndpool.vjp(ndpool.max_pool2d, x, kernel))
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        np.testing.assert_array_equal(pb_got(dy), pb_ref(dy))
+
+
+def test_two_tap_backward_rows_with_two_byte_offsets():
+    """A window of more than 256 cells keeps 2-byte winner offsets."""
+    rng = np.random.default_rng(7)
+    x = data(rng, (2, 1, 10, 20, 36), np.float32)
+    kernel = (10, 20, 2)   # 400 cells
+    (y, pb_ref), (_, pb_got) = both(lambda: ndpool.vjp(ndpool.max_pool3d, x, kernel))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(pb_got(dy), pb_ref(dy))
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_channels_last_rows_match(seed):
     rng = np.random.default_rng(seed)

@@ -35,7 +35,7 @@ struct Axis {
         return first[r] - skip[r] * step;
     }
     // sliding windows whose taps never overlap: each input cell is in at most one window
-    bool disjoint() const { return stride > 0 && !per_plane && stride >= (kernel - 1) * step + 1; }
+    bool disjoint() const { return trivial || (stride > 0 && !per_plane && stride >= (kernel - 1) * step + 1); }
 };
 
 struct Geometry {

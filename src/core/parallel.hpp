@@ -17,10 +17,6 @@
 
 namespace ndpool {
 
-#ifndef SPIN_US
-#define SPIN_US 300
-#endif
-
 class ThreadPool {
 public:
     static ThreadPool &instance() {
@@ -147,7 +143,7 @@ private:
     int helpers_wanted_ = 0, helpers_done_ = 0;
     uint64_t generation_ = 0;
     std::atomic<uint64_t> published_{0};  // generation_, readable without the lock
-    static constexpr std::chrono::microseconds kSpin{SPIN_US};
+    static constexpr std::chrono::microseconds kSpin{300};  // covers the Python between two calls
 
     static void pause() {
 #if defined(__x86_64__) || defined(__i386__)
