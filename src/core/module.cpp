@@ -227,12 +227,12 @@ void trace_untrack(void *data) {
     if (untrack) untrack(numpy_trace_domain, reinterpret_cast<uintptr_t>(data));
 }
 
-// A NumPy array of `shape`, element kind ('f', 'i', 'u') and size, whose memory comes
-// from the buffer cache and goes back to it when the array (and every view) is freed.
-nb::ndarray<nb::numpy> empty(std::vector<size_t> shape, char kind, int itemsize) {
+// A NumPy array of `shape` and dtype `dt`, whose memory comes from the buffer cache and
+// goes back to it when the array (and every view) is freed.
+nb::ndarray<nb::numpy> cached_array(const std::vector<size_t> &shape, nb::dlpack::dtype dt) {
     size_t count = 1;
     for (size_t n : shape) count *= n;
-    const size_t bytes = count * static_cast<size_t>(itemsize);
+    const size_t bytes = count * static_cast<size_t>(dt.bits / 8);
     void *data = BufferCache::instance().take(bytes);
     trace_track(data, bytes);
     struct Block { void *data; size_t bytes; };
@@ -242,10 +242,52 @@ nb::ndarray<nb::numpy> empty(std::vector<size_t> shape, char kind, int itemsize)
         BufferCache::instance().give(block->data, block->bytes);
         delete block;
     });
+    return nb::ndarray<nb::numpy>(data, shape.size(), shape.data(), owner, nullptr, dt);
+}
+
+// An uninitialised array of element kind ('f', 'i', 'u') and size from the buffer cache.
+nb::ndarray<nb::numpy> empty(std::vector<size_t> shape, char kind, int itemsize) {
     using Code = nb::dlpack::dtype_code;
     const Code code = kind == 'f' ? Code::Float : kind == 'i' ? Code::Int : Code::UInt;
-    nb::dlpack::dtype dt{static_cast<uint8_t>(code), static_cast<uint8_t>(itemsize * 8), 1};
-    return nb::ndarray<nb::numpy>(data, shape.size(), shape.data(), owner, nullptr, dt);
+    return cached_array(shape, nb::dlpack::dtype{static_cast<uint8_t>(code), static_cast<uint8_t>(itemsize * 8), 1});
+}
+
+// The whole forward call in one crossing (each Python step costs microseconds once a
+// large pass has left the caches cold): allocates y (x's dtype) and, when `winner_bytes`
+// is 1, 2 (compact offsets) or 8 (flat int64 indices), the winners; returns (y, winners).
+nb::tuple reduce_op(Input x, nb::object divisor, const std::string &kind, bool channels_last,
+                    const Plan &plan, int winner_bytes) {
+    if (x.ndim() != (channels_last ? 5 : 4)) throw std::invalid_argument("core: x must be canonical");
+    const i64 planes = static_cast<i64>(x.shape(0)), lanes = channels_last ? static_cast<i64>(x.shape(4)) : 1;
+    std::vector<size_t> shape{x.shape(0)};
+    for (int a = 0; a < 3; ++a) shape.push_back(static_cast<size_t>(plan.axis[a].n_out));
+    if (channels_last) shape.push_back(x.shape(4));
+    nb::ndarray<nb::numpy> y = cached_array(shape, x.dtype());
+    Outputs out;
+    out.y = y.data();
+    nb::object winners = nb::none();
+    if (winner_bytes != 0) {
+        using Code = nb::dlpack::dtype_code;
+        const bool flat = winner_bytes == 8;
+        if (!flat && winner_bytes != 1 && winner_bytes != 2) throw std::invalid_argument("core: bad winner size");
+        nb::ndarray<nb::numpy> arg = cached_array(
+            shape, nb::dlpack::dtype{static_cast<uint8_t>(flat ? Code::Int : Code::UInt),
+                                     static_cast<uint8_t>(winner_bytes * 8), 1});
+        out.arg = arg.data();
+        out.kind = flat ? IndexKind::flat : winner_bytes == 1 ? IndexKind::u8 : IndexKind::u16;
+        winners = nb::cast(arg);
+    }
+    Geometry g = geometry(plan, planes, lanes);
+    Factors factors;
+    if (!divisor.is_none()) out.divisor = divisor_of(nb::cast<nb::tuple>(divisor), g, factors);
+    nb::object result = nb::cast(y);
+    if (x.size() != 0) {
+        if (kind == "max") run_forward<Max>(x, g, out);
+        else if (kind == "min") run_forward<Min>(x, g, out);
+        else if (kind == "sum") run_forward<Sum>(x, g, out);
+        else throw std::invalid_argument("core: unknown reduction " + kind);
+    }
+    return nb::make_tuple(result, winners);
 }
 
 }  // namespace
@@ -261,6 +303,8 @@ NB_MODULE(_core, m) {
     m.def("plan", &make_plan, nb::arg("axes"));
     m.def("forward", &forward_op, nb::arg("x"), nb::arg("y"), nb::arg("arg").none(),
           nb::arg("divisor").none(), nb::arg("kind"), nb::arg("planes"), nb::arg("lanes"), nb::arg("axes"));
+    m.def("reduce", &reduce_op, nb::arg("x"), nb::arg("divisor").none(), nb::arg("kind"),
+          nb::arg("channels_last"), nb::arg("plan"), nb::arg("winner_bytes"));
     m.def("empty", &empty, nb::arg("shape"), nb::arg("kind"), nb::arg("itemsize"));
     m.def("cached_bytes", []() { return BufferCache::instance().cached(); });
     m.def("clear_cache", []() { return BufferCache::instance().clear(); });

@@ -43,6 +43,8 @@ def _is_int(value) -> bool:
 
 def int_tuple(op: str, name: str, value, rank: int, minimum: int = 1) -> Tuple[int, ...]:
     """An int or a length-``rank`` sequence of ints, each at least ``minimum``."""
+    if type(value) is int and minimum <= value <= MAX_SIZE:  # the common case, quickly
+        return (value,) * rank
     items = (value,) * rank if _is_int(value) else value
     if not isinstance(items, (tuple, list)) or not all(_is_int(v) for v in items):
         type_fail(op, f"{name}={value!r} must be an int or a tuple of {rank} ints")

@@ -8,8 +8,7 @@ for.
 """
 from __future__ import annotations
 
-import functools
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -35,18 +34,21 @@ def _factors(divisor) -> tuple:
 def _geometry(axes: Sequence[Axis], spatial):
     """The core's Plan of ``axes`` over ``spatial``: parsed once per window and size,
     except for per-plane (fractional) tables, which are drawn anew for every call."""
-    axes, spatial = tuple(axes), tuple(int(n) for n in spatial)
-    if any(a.first.shape[0] > 1 for a in axes):
-        return _make_plan(axes, spatial)
-    return _cached_plan(axes, spatial)
+    key = (tuple(axes), tuple(spatial))
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _core.plan(tuple((a.first, a.count, a.skip, a.step, a.stride, int(n), a.kernel)
+                                for a, n in zip(*key)))
+        if all(a.first.shape[0] == 1 for a in axes):
+            if len(_plans) >= MAX_PLANS:
+                _plans.clear()
+            _plans[key] = plan
+    return plan
 
 
-def _make_plan(axes: Tuple[Axis, ...], spatial: Tuple[int, ...]):
-    return _core.plan(tuple((a.first, a.count, a.skip, a.step, a.stride, n, a.kernel)
-                            for a, n in zip(axes, spatial)))
-
-
-_cached_plan = functools.lru_cache(maxsize=1024)(_make_plan)  # Axes hash by identity
+MAX_PLANS = 1024
+_INT64 = np.dtype(np.int64)
+_plans: dict = {}   # (axes, spatial) -> Plan; Axes hash by identity, Windows are cached
 
 
 def _planes_lanes(x: np.ndarray, channels_last: bool):
@@ -61,26 +63,20 @@ def _winner_dtype(axes: Sequence[Axis], indices: str) -> np.dtype:
     return np.dtype(np.uint8 if volume <= 256 else np.uint16)
 
 
-def _out_shape(x: np.ndarray, axes, channels_last: bool) -> tuple:
-    out = tuple(a.out for a in axes)
-    return (x.shape[0],) + out + ((x.shape[4],) if channels_last else ())
-
-
 def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: bool = False,
            divisor: Optional[np.ndarray] = None, indices: Optional[str] = None):
     """Window max / min / sum / mean; ``indices``: None, "flat" (int64) or "any"."""
     x = np.ascontiguousarray(x)
-    shape = _out_shape(x, axes, channels_last)
-    y = _empty(shape, dtype=x.dtype)
-    arg = None
+    winner = 0
     if indices is not None and kind in ("max", "min"):
-        arg = _empty(shape, dtype=_winner_dtype(axes, indices))
-    div = _factors(divisor) if kind == "mean" else None
-    if x.size == 0:  # no planes or no channels: nothing to compute
-        return y, arg
-    planes, lanes = _planes_lanes(x, channels_last)
-    _core.forward(x, y, arg, div, "sum" if kind == "mean" else kind, planes, lanes,
-                  _geometry(axes, x.shape[1:4]))
+        winner = _winner_dtype(axes, indices).itemsize
+    y, arg = _core.reduce(x, _factors(divisor) if kind == "mean" else None,
+                          "sum" if kind == "mean" else kind, channels_last,
+                          _geometry(axes, x.shape[1:4]), winner)
+    if y.dtype is not x.dtype:   # NumPy's own dtype object (the core's may be a twin)
+        y = y.view(x.dtype)
+    if winner == 8 and arg.dtype is not _INT64:
+        arg = arg.view(_INT64)
     return y, arg
 
 
