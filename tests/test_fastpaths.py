@@ -49,6 +49,37 @@ def test_running_max_min_large_stride1_windows(seed):
         np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("seed", range(48))
+def test_running_max_min_winners(seed):
+    """The running extremes that also yield the winner (vjp and return_indices): PyTorch's
+    first winner in scan order among ties, the last NaN, the first in-bounds cell of a
+    window whose cells are all -inf, for compact and flat indices."""
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(6, 36, 2)
+    (kh, kw), pad = window(rng, h, w, 4, 1, 17)
+    dtype = [np.float32, np.float64, np.int16, np.float16][seed % 4]
+    x = data(rng, (2, 3, h, w), dtype, nan=seed % 3 == 0)
+    if seed % 4 != 2:
+        x = np.round(x / 8).astype(dtype)          # few distinct values: many ties
+        if seed % 5 == 0:
+            x[0, 1] = -np.inf                      # every window of a plane all -inf
+            x[1, 2, : h // 2] = -np.inf            # and windows that are partly so
+    else:
+        x = (x // 6).astype(dtype)
+    ceil = bool(seed % 2)
+    for op in (ndpool.max_pool2d, ndpool.min_pool2d):
+        (y_ref, i_ref), (y_got, i_got) = both(
+            lambda: op(x, (kh, kw), 1, pad, ceil_mode=ceil, return_indices=True))
+        np.testing.assert_array_equal(y_got, y_ref)
+        np.testing.assert_array_equal(i_got, i_ref)
+        if dtype == np.int16:
+            continue
+        (y, pb_ref), (_, pb_got) = both(lambda: ndpool.vjp(op, x, (kh, kw), 1, pad,
+                                                            ceil_mode=ceil))
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        np.testing.assert_array_equal(pb_got(dy), pb_ref(dy))
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_running_sums_large_average_windows(seed):
     rng = np.random.default_rng(seed)

@@ -84,6 +84,7 @@ struct Scratch {
     std::vector<i64> ia, ib;
     std::vector<i64> first[3], count[3], skip[3];
     std::vector<const void *> rows;
+    std::vector<int32_t> wa, wb, wc, wd, we;  // winner cells of the running extremes
     static Scratch &get() {
         thread_local Scratch s;
         return s;

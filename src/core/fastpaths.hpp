@@ -330,6 +330,131 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
     });
 }
 
+// The running extremes with their winners (what vjp and return_indices need): the
+// winner of a window is PyTorch's, the first extreme in scan order (the last NaN), so
+// the window's W extent is reduced before its H extent (H first would prefer an
+// earlier column over an earlier row). Along W by doubling spans, along H by van Herk /
+// Gil-Werman blocks; every step picks between an earlier and a later part of the window
+// with R::take(later, earlier), which keeps scan order. Winners are cells of the padded
+// plane (int32), then, once W is reduced, (padded row << 16 | tap along W). A padding
+// cell can only win a window whose in-bounds cells all hold the identity (-inf for max),
+// where PyTorch names the first in-bounds cell instead.
+inline bool running_indices_fit(const Geometry &g) {
+    const Axis &H = g.axis[1], &W = g.axis[2];
+    const i64 rows = H.n_out + H.kernel - 1, length = W.n_out + W.kernel - 1;
+    return running_fits(g) && rows * length < (i64(1) << 31) && rows < (1 << 15) && W.kernel < (1 << 16);
+}
+
+template <class R, class A>
+inline void pick(A later, int32_t later_cell, A earlier, int32_t earlier_cell, A &value, int32_t &cell) {
+    const bool t = R::take(later, earlier);
+    value = t ? later : earlier;
+    cell = t ? later_cell : earlier_cell;
+}
+
+template <class R, class T, class A>
+void forward_running_indices(const T *x, const Geometry &g, const Outputs &out) {
+    const Axis &H = g.axis[1], &W = g.axis[2];
+    const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
+    const i64 rows = oH + kH - 1, length = oW + kW - 1, cells = rows * length, band = rows * oW;
+    const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
+    const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
+    const A identity = R::template identity<A>();
+    const i64 in_plane = g.in_plane(), out_plane = g.out_plane(), n_h = H.n_in, n_w = W.n_in;
+    const i64 *w_first = W.first;
+    const bool compact = out.kind != IndexKind::flat;
+    int64_t *const flat = compact ? nullptr : static_cast<int64_t *>(out.arg);
+    parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
+        auto &sc = Scratch<A>::get();
+        A *va = sized(sc.a, cells), *vb = sized(sc.b, cells);
+        int32_t *ia = sized(sc.wa, cells), *ib = sized(sc.wb, cells);
+        A *pv = sized(sc.row, 2 * band), *sv = pv + band;  // H prefix and suffix extremes
+        int32_t *pi = sized(sc.wc, band), *si = sized(sc.wd, band);
+        A *wv = sized(sc.extra, band);  // each row's W-window extremes
+        int32_t *wi = sized(sc.we, band);
+        for (i64 p = begin; p < end; ++p) {
+            const T *plane = x + p * in_plane;
+            for (i64 j = 0; j < rows; ++j) {
+                A *row = va + j * length;
+                const i64 h = top + j;
+                if (h < 0 || h >= H.n_in) {
+                    std::fill(row, row + length, identity);
+                    continue;
+                }
+                std::fill(row, row + lo, identity);
+                std::fill(row + hi, row + length, identity);
+                const T *src = plane + h * W.n_in + left;
+                for (i64 b = lo; b < hi; ++b) row[b] = static_cast<A>(src[b]);
+            }
+            for (i64 c = 0; c < cells; ++c) ia[c] = static_cast<int32_t>(c);
+            // along W: cur[c] is the winner of cells [c, c + span) (cells that straddle
+            // two rows are computed but never read)
+            A *cur = va, *next = vb;
+            int32_t *cur_i = ia, *next_i = ib;
+            i64 span = 1;
+            while (2 * span <= kW) {
+                for (i64 c = 0; c + span < cells; ++c)
+                    pick<R, A>(cur[c + span], cur_i[c + span], cur[c], cur_i[c], next[c], next_i[c]);
+                std::swap(cur, next), std::swap(cur_i, next_i), span *= 2;
+            }
+            const i64 rest = kW - span;  // two overlapping spans cover the window
+            for (i64 j = 0; j < rows; ++j) {
+                const A *c = cur + j * length;
+                const int32_t *ci = cur_i + j * length;
+                A *to = wv + j * oW;
+                int32_t *to_i = wi + j * oW;
+                const int32_t base = static_cast<int32_t>(j * length), row_code = static_cast<int32_t>(j << 16);
+                for (i64 o = 0; o < oW; ++o) {
+                    pick<R, A>(c[o + rest], ci[o + rest], c[o], ci[o], to[o], to_i[o]);
+                    to_i[o] = (to_i[o] - base - static_cast<int32_t>(o)) | row_code;  // (row, tap)
+                }
+            }
+            // along H: prefix and suffix winners within blocks of kH rows
+            for (i64 b0 = 0; b0 < rows; b0 += kH) {
+                const i64 b1 = std::min(rows, b0 + kH);
+                std::copy(wv + b0 * oW, wv + (b0 + 1) * oW, pv + b0 * oW);
+                std::copy(wi + b0 * oW, wi + (b0 + 1) * oW, pi + b0 * oW);
+                for (i64 j = b0 + 1; j < b1; ++j)
+                    for (i64 o = 0; o < oW; ++o) {
+                        const i64 c = j * oW + o;
+                        pick<R, A>(wv[c], wi[c], pv[c - oW], pi[c - oW], pv[c], pi[c]);
+                    }
+                std::copy(wv + (b1 - 1) * oW, wv + b1 * oW, sv + (b1 - 1) * oW);
+                std::copy(wi + (b1 - 1) * oW, wi + b1 * oW, si + (b1 - 1) * oW);
+                for (i64 j = b1 - 2; j >= b0; --j)
+                    for (i64 o = 0; o < oW; ++o) {
+                        const i64 c = j * oW + o;
+                        pick<R, A>(sv[c + oW], si[c + oW], wv[c], wi[c], sv[c], si[c]);
+                    }
+            }
+            T *y = static_cast<T *>(out.y) + p * out_plane;
+            for (i64 oh = 0; oh < oH; ++oh) {
+                const A *later = pv + (oh + kH - 1) * oW, *earlier = sv + oh * oW;
+                const int32_t *later_i = pi + (oh + kH - 1) * oW, *earlier_i = si + oh * oW;
+                A *value = wv;  // row scratch, free again
+                int32_t *code = wi;
+                for (i64 ow = 0; ow < oW; ++ow)
+                    pick<R, A>(later[ow], later_i[ow], earlier[ow], earlier_i[ow], value[ow], code[ow]);
+                for (i64 ow = 0; ow < oW; ++ow) y[oh * oW + ow] = static_cast<T>(value[ow]);
+                const i64 first_h = H.first[oh] - top;  // padded row of the first in-bounds cell
+                for (i64 ow = 0; ow < oW; ++ow) {
+                    i64 j = code[ow] >> 16, tap = code[ow] & 0xFFFF;
+                    const i64 w = left + ow + tap;
+                    if (top + j < 0 || top + j >= n_h || w < 0 || w >= n_w)  // a padding cell
+                        j = first_h, tap = w_first[ow] - left - ow;
+                    code[ow] = static_cast<int32_t>(compact ? (j - oh) * kW + tap : 0);
+                    if (!compact) flat[p * out_plane + oh * oW + ow] = (top + j) * n_w + left + ow + tap;
+                }
+                const i64 at = p * out_plane + oh * oW;
+                if (out.kind == IndexKind::u8)
+                    for (i64 ow = 0; ow < oW; ++ow) static_cast<uint8_t *>(out.arg)[at + ow] = static_cast<uint8_t>(code[ow]);
+                else if (out.kind == IndexKind::u16)
+                    for (i64 ow = 0; ow < oW; ++ow) static_cast<uint16_t *>(out.arg)[at + ow] = static_cast<uint16_t>(code[ow]);
+            }
+        }
+    });
+}
+
 // Large stride-1 averages: window sums from running (prefix) sums, O(1) per cell whatever
 // the window. The prefix sums are kept in double, so the difference of two of them loses
 // nothing a float32 or float16 result can show; float64 data keeps the direct sums.
@@ -383,6 +508,7 @@ void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
     if (!indices && whole_planes(g)) return reduce_planes<R, T, A>(x, g, out);
     if constexpr (R::extreme) {
         if (!indices && running_fits(g)) return forward_running<R, T, A>(x, g, out);
+        if (indices && running_indices_fit(g)) return forward_running_indices<R, T, A>(x, g, out);
     } else if constexpr (!std::is_same<T, double>::value) {
         if (out.divisor && running_fits(g) && g.axis[1].kernel * g.axis[2].kernel >= 64)
             return forward_running_sum<T>(x, g, out);
