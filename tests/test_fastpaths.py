@@ -140,6 +140,26 @@ def test_two_tap_backward_rows_with_two_byte_offsets():
     np.testing.assert_array_equal(pb_got(dy), pb_ref(dy))
 
 
+@pytest.mark.parametrize("channels", [16, 20, 33, 48, 64])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_channels_last_backward_of_overlapping_windows(channels, batch):
+    """Channels-last max/min backward adds each lane's dy at its winner 16 lanes at a time
+    (AVX-512 builds), with a scalar tail; one image splits its lanes over the threads."""
+    rng = np.random.default_rng(channels * batch)
+    x = np.round(data(rng, (batch, 9, 11, channels), np.float32, nan=channels == 33))
+    threads = ndpool.get_num_threads()
+    try:
+        ndpool.set_num_threads(2)
+        for op, k, s, pad in ((ndpool.max_pool2d, 3, 1, 1), (ndpool.min_pool2d, 5, 2, 2),
+                              (ndpool.max_pool2d, (17, 17), 1, 8)):   # 289 taps: 2-byte offsets
+            (y, pb_ref), (_, pb_got) = both(
+                lambda: ndpool.vjp(op, x, k, s, pad, layout="channels_last"))
+            dy = rng.standard_normal(y.shape).astype(np.float32)
+            np.testing.assert_allclose(pb_got(dy), pb_ref(dy), rtol=1e-6, atol=1e-6)
+    finally:
+        ndpool.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_channels_last_rows_match(seed):
     rng = np.random.default_rng(seed)

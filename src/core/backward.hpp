@@ -180,6 +180,28 @@ void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
     });
 }
 
+#if defined(__AVX512F__)
+// Channels-last max/min backward of one output cell, 16 lanes at a time: each lane's
+// winner offset picks its input cell (a gather from the tap table), and dy is added
+// there with a gather and a scatter. Lanes are distinct, so no two updates in one
+// vector meet. Returns the first lane left to the caller.
+template <class I>
+inline i64 scatter_lanes(const float *gy, const I *a, float *acc, const int32_t *rel, i64 at, i64 l0, i64 l1) {
+    const __m512i step = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    i64 l = l0;
+    for (; l + 16 <= l1; l += 16) {
+        __m512i k;
+        if constexpr (sizeof(I) == 1) k = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(a + l)));
+        else k = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + l)));
+        const __m512i where = _mm512_add_epi32(_mm512_add_epi32(_mm512_i32gather_epi32(k, rel, 4), step),
+                                               _mm512_set1_epi32(static_cast<int32_t>(at + l)));
+        const __m512 sum = _mm512_add_ps(_mm512_i32gather_ps(where, acc, 4), _mm512_loadu_ps(gy + l));
+        _mm512_i32scatter_ps(acc, where, sum, 4);
+    }
+    return l;
+}
+#endif
+
 // Max/min backward, ties to the first winner: dx[winner] += dy. `arg` holds compact
 // kernel offsets (I = uint8/uint16/int32) or flat per-plane indices (I = int64, Flat).
 template <class T, class I, bool Flat>
@@ -189,6 +211,9 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
     for (int a = 0; a < 3; ++a) disjoint = disjoint && g.axis[a].disjoint();
     if (disjoint) return scatter_disjoint<T, I>(dy, arg, dx, g);
     const std::vector<i64> rel = Flat ? std::vector<i64>() : tap_offsets(g);
+    std::vector<int32_t> rel_lanes;  // tap offsets in elements, for the AVX-512 lanes kernel
+    if (!Flat && g.lanes >= 16 && g.in_plane() < (i64(1) << 31))
+        for (i64 r : rel) rel_lanes.push_back(static_cast<int32_t>(r * g.lanes));
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
     const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
     for_planes(g, [&](i64 p, i64 l0, i64 l1) {
@@ -206,6 +231,7 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
             i64 *start_w = sized(sc.first[2], W.n_out);
             for (i64 ow = 0; ow < W.n_out; ++ow) start_w[ow] = W.start(p, ow);
             const i64 *relp = rel.data();
+            const int32_t *rel32 = rel_lanes.empty() ? nullptr : rel_lanes.data();
             for (i64 od = 0; od < D.n_out; ++od)
                 for (i64 oh = 0; oh < H.n_out; ++oh) {
                     const i64 base = (D.start(p, od) * H.n_in + H.start(p, oh)) * W.n_in;
@@ -216,10 +242,18 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
                         for (i64 ow = 0; ow < W.n_out; ++ow)
                             acc[base + start_w[ow] + relp[a[ow]]] += static_cast<A>(gy[ow]);
                     } else {
-                        for (i64 ow = 0; ow < W.n_out; ++ow)
-                            for (i64 l = l0; l < l1; ++l)
-                                acc[(base + start_w[ow] + relp[a[ow * lanes + l]]) * lanes + l] +=
+                        for (i64 ow = 0; ow < W.n_out; ++ow) {
+                            const i64 cell = base + start_w[ow];
+                            i64 l = l0;
+#if defined(__AVX512F__)
+                            if constexpr (std::is_same<T, float>::value && sizeof(I) <= 2)
+                                if (rel32) l = scatter_lanes(gy + ow * lanes, a + ow * lanes, acc, rel32,
+                                                             cell * lanes, l0, l1);
+#endif
+                            for (; l < l1; ++l)
+                                acc[(cell + relp[a[ow * lanes + l]]) * lanes + l] +=
                                     static_cast<A>(gy[ow * lanes + l]);
+                        }
                     }
                 }
         }
