@@ -49,6 +49,22 @@ def test_running_max_min_large_stride1_windows(seed):
         np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_running_max_min_channels_last(seed):
+    """Channels-last large windows run the running extremes on chunks of lanes (a
+    register's worth: 8 to 64 by dtype) with a partial last chunk."""
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(9, 30, 2)
+    (kh, kw), pad = window(rng, h, w, 8, 8, 15)
+    dtype = [np.float32, np.float64, np.float16, np.int8, np.int16][seed % 5]
+    channels = [1, 5, 16, 20, 33, 70][seed % 6]
+    x = data(rng, (2, h, w, channels), dtype, nan=seed % 3 == 0)
+    for op in (ndpool.max_pool2d, ndpool.min_pool2d):
+        ref, got = both(lambda: op(x, (kh, kw), 1, pad, ceil_mode=bool(seed % 2),
+                                   layout="channels_last"))
+        np.testing.assert_array_equal(got, ref)
+
+
 @pytest.mark.parametrize("seed", range(48))
 def test_running_max_min_winners(seed):
     """The running extremes that also yield the winner (vjp and return_indices): PyTorch's
