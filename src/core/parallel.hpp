@@ -38,7 +38,7 @@ public:
             return;
         }
         grow(want - 1);
-        int64_t chunk = std::max<int64_t>(grain, n / (static_cast<int64_t>(want) * 4));
+        int64_t chunk = std::max<int64_t>(grain, n / (static_cast<int64_t>(want) * 16));
         std::atomic<int64_t> next{0};
         std::exception_ptr failure;  // the first exception of any thread, rethrown here
         std::mutex failure_mutex;
