@@ -198,3 +198,18 @@ def test_whole_plane_reductions(layout):
         np.testing.assert_allclose(y_got, y_ref, rtol=1e-6, atol=1e-6)
         dy = rng.standard_normal(y_ref.shape).astype(np.float32)
         np.testing.assert_allclose(pb_got(dy), pb_ref(dy), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cells", [1, 2, 4, 5, 6, 9, 49])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last_view"])
+def test_whole_plane_forward_of_every_length(cells, layout):
+    """Global pools' forward (no pullback kept): channels-last planes go four cells per
+    pass over the lanes, in scan order, so a NaN and the sums come out as the reference's."""
+    rng = np.random.default_rng(cells)
+    x = data(rng, (3, 20, 1, cells), np.float32, nan=cells % 2 == 1)
+    if layout == "channels_last_view":
+        x = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1)
+    for op in (ndpool.global_avg_pool, ndpool.global_max_pool):
+        ref, got = both(lambda: op(x, keepdims=True))
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+        assert got.shape == (3, 20, 1, 1)

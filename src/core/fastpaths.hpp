@@ -242,7 +242,16 @@ void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
                 y[0] = static_cast<T>(out.divisor ? total / scale : total);
             } else {
                 for (i64 l = 0; l < lanes; ++l) acc[l] = static_cast<A>(src[l]);
-                for (i64 c = 1; c < cells; ++c)
+                i64 c = 1;
+                for (; c + 4 <= cells; c += 4) {  // four cells per pass over acc, in order
+                    const T *s0 = src + c * lanes, *s1 = s0 + lanes, *s2 = s1 + lanes, *s3 = s2 + lanes;
+                    for (i64 l = 0; l < lanes; ++l)
+                        acc[l] = combine<R>(static_cast<A>(s3[l]),
+                                            combine<R>(static_cast<A>(s2[l]),
+                                                       combine<R>(static_cast<A>(s1[l]),
+                                                                  combine<R>(static_cast<A>(s0[l]), acc[l]))));
+                }
+                for (; c < cells; ++c)
                     for (i64 l = 0; l < lanes; ++l) acc[l] = combine<R>(static_cast<A>(src[c * lanes + l]), acc[l]);
                 for (i64 l = 0; l < lanes; ++l) y[l] = static_cast<T>(out.divisor ? acc[l] / scale : acc[l]);
             }

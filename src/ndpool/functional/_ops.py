@@ -5,6 +5,7 @@ Every implementation returns ``(result, pullback)``; ``pullback`` is ``None`` un
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Callable, Tuple
@@ -223,15 +224,27 @@ def _global_view(op: str, x: np.ndarray):
     return flat, layout_for(op, flat.shape, 1)
 
 
-def _global(op, x, keepdims, run, grad):
-    """Shared by the global pools: ``run(flat, layout, window)`` pools one window per plane."""
+@functools.lru_cache(maxsize=256)
+def _whole_plane(spatial: Tuple[int, ...]):
+    """The one window of a global pool over ``spatial``: its axes and divisor factors."""
+    win = adaptive_window(spatial, (1,))
+    return win, axes3(win), _divisors(win)
+
+
+def _global(op, x, keepdims, kind, run, grad):
+    """Shared by the global pools: a forward pass goes straight to the backend (this
+    path is all per-call cost on small inputs); with ``grad``, ``run(flat, layout,
+    window)`` pools one window per plane and keeps its pullback."""
     keepdims = flag(op, "keepdims", keepdims)
     flat, lay = _global_view(op, x)
-    y, pullback = run(flat, lay, adaptive_window(lay.spatial, (1,)))
     shape = x.shape[:2] + ((1,) * (x.ndim - 2) if keepdims else ())
-    result = y.reshape(shape)
+    win, axes, divisor = _whole_plane(lay.spatial)
     if not grad:
-        return result, None
+        y, _ = backends.current().reduce(lay.canonical(flat), axes, kind,
+                                         channels_last=lay.channels_last, divisor=divisor)
+        return y.reshape(shape), None
+    y, pullback = run(flat, lay, win)
+    result = y.reshape(shape)
 
     def reshaped(dy):
         dx = pullback(_checked_dy(op, dy, shape).reshape(y.shape))
@@ -247,7 +260,7 @@ def global_max_pool(x, keepdims=False, *, grad=False):
     op = "global_max_pool"
     x = as_input(op, x, integers=True)
     run = lambda flat, lay, win: _extreme("max", op, flat, lay, win, False, "first", grad)
-    return _global(op, x, keepdims, run, grad)
+    return _global(op, x, keepdims, "max", run, grad)
 
 
 def global_avg_pool(x, keepdims=False, *, grad=False):
@@ -255,7 +268,7 @@ def global_avg_pool(x, keepdims=False, *, grad=False):
     op = "global_avg_pool"
     x = _float_input(op, x)
     run = lambda flat, lay, win: _mean(op, flat, lay, win, _divisors(win), grad)
-    return _global(op, x, keepdims, run, grad)
+    return _global(op, x, keepdims, "mean", run, grad)
 
 
 # -------------------------------------------------------------- fractional pools
