@@ -27,14 +27,18 @@ def _empty(shape, dtype) -> np.ndarray:
 
 
 def _factors(divisor) -> tuple:
-    """The per-dim divisor factors as the core reads them."""
-    return tuple(np.ascontiguousarray(f, dtype=np.float64) for f in divisor)
+    """The per-dim divisor factors as the core reads them. The ops layer's factors
+    (``_ops._divisors``) are contiguous float64 already and pass as they are (each
+    conversion costs microseconds once caches are cold); the core's argument caster
+    converts any other array itself."""
+    return divisor if type(divisor) is tuple else tuple(divisor)
 
 
 def _geometry(axes: Sequence[Axis], spatial):
     """The core's Plan of ``axes`` over ``spatial``: parsed once per window and size,
     except for per-plane (fractional) tables, which are drawn anew for every call."""
-    key = (tuple(axes), tuple(spatial))
+    key = (axes if type(axes) is tuple else tuple(axes),
+           spatial if type(spatial) is tuple else tuple(spatial))
     plan = _plans.get(key)
     if plan is None:
         plan = _core.plan(tuple((a.first, a.count, a.skip, a.step, a.stride, int(n), a.kernel)
