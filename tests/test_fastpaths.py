@@ -213,3 +213,26 @@ def test_whole_plane_forward_of_every_length(cells, layout):
         ref, got = both(lambda: op(x, keepdims=True))
         np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
         assert got.shape == (3, 20, 1, 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.int16])
+def test_global_forward_in_one_core_call(dtype):
+    """Global pools' forward goes to the core in one call for C-contiguous and
+    channels-last memory, in place; other strides take the generic path. Both agree
+    with the reference."""
+    from ndpool.backends import compiled
+    rng = np.random.default_rng(5)
+    x = data(rng, (2, 5, 3, 4, 6), dtype, nan=True)
+    views = {"contiguous": x,
+             "channels_last": np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 1, -1)), -1, 1),
+             "strided": x[:, :, :, ::2]}
+    for name, v in views.items():
+        direct = compiled.global_reduce(v, "max", True)
+        assert (direct is None) == (name == "strided")
+        ops = [ndpool.global_max_pool] + ([ndpool.global_avg_pool] if dtype != np.int16 else [])
+        for op in ops:
+            for keepdims in (False, True):
+                ref, got = both(lambda: op(v, keepdims=keepdims))
+                assert got.shape == ref.shape and got.dtype == ref.dtype
+                np.testing.assert_allclose(got.astype(np.float64), ref.astype(np.float64),
+                                           rtol=2e-3 if dtype == np.float16 else 1e-6)

@@ -290,6 +290,65 @@ nb::tuple reduce_op(Input x, nb::object divisor, const std::string &kind, bool c
     return nb::make_tuple(result, winners);
 }
 
+// A global pool's forward in one crossing: x is (N, C, *spatial) as given, either
+// C-contiguous (N*C planes) or a channels-last view of (N, *spatial, C) memory (N images
+// of C lanes); the output is (N, C), or (N, C, 1, ...) with keepdims. Any other strides,
+// or an empty x, return None: the generic path then copies or rejects.
+nb::object global_op(nb::ndarray<nb::ro, nb::device::cpu> x, const std::string &kind, bool keepdims) {
+    const size_t nd = x.ndim();
+    if (nd < 3 || x.size() == 0) return nb::none();
+    const i64 n = static_cast<i64>(x.shape(0)), c = static_cast<i64>(x.shape(1));
+    i64 cells = 1;
+    for (size_t d = 2; d < nd; ++d) cells *= static_cast<i64>(x.shape(d));
+    auto contiguous = [&](const std::vector<size_t> &order) {  // order: outermost .. innermost
+        i64 expect = 1;
+        for (size_t k = order.size(); k-- > 0;) {
+            const size_t d = order[k];
+            if (x.shape(d) != 1 && x.stride(d) != expect) return false;
+            expect *= static_cast<i64>(x.shape(d));
+        }
+        return true;
+    };
+    std::vector<size_t> order(nd);
+    for (size_t d = 0; d < nd; ++d) order[d] = d;
+    bool last = false;
+    if (!contiguous(order)) {
+        order.erase(order.begin() + 1);
+        order.push_back(1);
+        if (!contiguous(order)) return nb::none();
+        last = true;
+    }
+    const int64_t one = 1, zero = 0, whole = cells;
+    const int64_t *one_p = &one, *zero_p = &zero, *whole_p = &whole;
+    Geometry g;
+    g.planes = last ? n : n * c, g.lanes = last ? c : 1;
+    for (int a = 0; a < 2; ++a) {
+        Axis &ax = g.axis[a];
+        ax.first = zero_p, ax.count = one_p, ax.skip = zero_p, ax.trivial = true;
+    }
+    Axis &w = g.axis[2];
+    w.first = zero_p, w.count = whole_p, w.skip = zero_p, w.n_in = cells, w.kernel = cells;
+    std::vector<size_t> shape{x.shape(0), x.shape(1)};
+    if (keepdims) shape.resize(nd, 1);
+    nb::ndarray<nb::numpy> y = cached_array(shape, x.dtype());
+    Outputs out;
+    out.y = y.data();
+    const double unit = 1.0, size = static_cast<double>(cells);
+    const double *unit_p = &unit, *size_p = &size;
+    if (kind == "mean") out.divisor.factor[0] = unit_p, out.divisor.factor[1] = unit_p, out.divisor.factor[2] = size_p;
+    const bool integers = kind != "mean";
+    dispatch(x.dtype(), integers, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        using A = typename Acc<T>::type;
+        const T *px = static_cast<const T *>(x.data());
+        nb::gil_scoped_release release;
+        if (kind == "mean") reduce_planes<Sum, T, A>(px, g, out);
+        else if (kind == "max") reduce_planes<Max, T, A>(px, g, out);
+        else reduce_planes<Min, T, A>(px, g, out);
+    });
+    return nb::cast(y);
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -305,6 +364,7 @@ NB_MODULE(_core, m) {
           nb::arg("divisor").none(), nb::arg("kind"), nb::arg("planes"), nb::arg("lanes"), nb::arg("axes"));
     m.def("reduce", &reduce_op, nb::arg("x"), nb::arg("divisor").none(), nb::arg("kind"),
           nb::arg("channels_last"), nb::arg("plan"), nb::arg("winner_bytes"));
+    m.def("global_reduce", &global_op, nb::arg("x"), nb::arg("kind"), nb::arg("keepdims"));
     m.def("empty", &empty, nb::arg("shape"), nb::arg("kind"), nb::arg("itemsize"));
     m.def("cached_bytes", []() { return BufferCache::instance().cached(); });
     m.def("clear_cache", []() { return BufferCache::instance().clear(); });

@@ -84,6 +84,16 @@ def reduce(x: np.ndarray, axes: Sequence[Axis], kind: str, *, channels_last: boo
     return y, arg
 
 
+def global_reduce(x: np.ndarray, kind: str, keepdims: bool) -> Optional[np.ndarray]:
+    """A global pool's forward (max / min / mean of each (N, C) plane) in one core call,
+    reading ``x`` in place when it is C-contiguous or a channels-last view; None for any
+    other strides or an empty ``x`` (the generic path copies or rejects those)."""
+    y = _core.global_reduce(x, kind, keepdims)
+    if y is not None and y.dtype is not x.dtype:
+        y = y.view(x.dtype)
+    return y
+
+
 def scatter_indices(dy: np.ndarray, arg: np.ndarray, axes: Sequence[Axis], spatial, *,
                     channels_last: bool = False):
     """Max/min backward with first-winner ties, from compact offsets or flat indices."""

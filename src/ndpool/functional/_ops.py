@@ -236,12 +236,17 @@ def _global(op, x, keepdims, kind, run, grad):
     path is all per-call cost on small inputs); with ``grad``, ``run(flat, layout,
     window)`` pools one window per plane and keeps its pullback."""
     keepdims = flag(op, "keepdims", keepdims)
+    backend = backends.current()
+    if not grad and hasattr(backend, "global_reduce"):  # one call, when x allows it
+        y = backend.global_reduce(x, kind, keepdims)
+        if y is not None:
+            return y, None
     flat, lay = _global_view(op, x)
     shape = x.shape[:2] + ((1,) * (x.ndim - 2) if keepdims else ())
     win, axes, divisor = _whole_plane(lay.spatial)
     if not grad:
-        y, _ = backends.current().reduce(lay.canonical(flat), axes, kind,
-                                         channels_last=lay.channels_last, divisor=divisor)
+        y, _ = backend.reduce(lay.canonical(flat), axes, kind, channels_last=lay.channels_last,
+                              divisor=divisor)
         return y.reshape(shape), None
     y, pullback = run(flat, lay, win)
     result = y.reshape(shape)
