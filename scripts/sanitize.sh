@@ -33,7 +33,7 @@ done
 DEFAULT_TESTS="tests/test_compiled_property.py tests/test_threads.py tests/test_fuzz.py
 tests/test_inputs.py tests/test_max_min.py tests/test_avg_lp.py tests/test_adaptive_fractional.py
 tests/test_unpool_global_nn.py tests/test_padding_words_and_ties.py tests/test_errors.py
-tests/test_gradcheck.py tests/test_golden.py"
+tests/test_gradcheck.py tests/test_golden.py tests/test_fastpaths.py"
 TESTS=${NDPOOL_SANITIZE_TESTS:-$DEFAULT_TESTS}
 
 # 1. a snapshot of the sources, so a build never mixes with the editable one
