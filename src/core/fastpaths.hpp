@@ -269,6 +269,38 @@ inline bool running_fits(const Geometry &g, bool any_lanes = false) {
            W.stride == 1 && W.step == 1 && !W.per_plane && row_buffer_fits(H) && row_buffer_fits(W);
 }
 
+// One plane (or one chunk of L lanes of a channels-last image) copied into `rows` padded
+// rows of `length` cells of L values, identity outside the input: rows [top, top + rows)
+// and columns [left, left + length) of the input, which may start in the padding. `n`
+// of the L lanes are read; the rest hold the identity.
+template <class A, class T, i64 L>
+inline void padded_plane(const T *plane, const Geometry &g, i64 lanes, i64 n, i64 top, i64 left,
+                         i64 rows, i64 length, A identity, A *padded) {
+    const Axis &H = g.axis[1], &W = g.axis[2];
+    const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
+    const i64 line = length * L;
+    for (i64 j = 0; j < rows; ++j) {
+        A *row = padded + j * line;
+        const i64 h = top + j;
+        if (h < 0 || h >= H.n_in) {
+            std::fill(row, row + line, identity);
+            continue;
+        }
+        std::fill(row, row + lo * L, identity);
+        std::fill(row + hi * L, row + line, identity);
+        const T *src = plane + (h * W.n_in + left) * lanes;
+        if (L == 1) {
+            for (i64 b = lo; b < hi; ++b) row[b] = static_cast<A>(src[b]);
+        } else if (n == L) {
+            for (i64 b = lo; b < hi; ++b)
+                for (i64 l = 0; l < L; ++l) row[b * L + l] = static_cast<A>(src[b * lanes + l]);
+        } else {
+            for (i64 b = lo; b < hi; ++b)
+                for (i64 l = 0; l < L; ++l) row[b * L + l] = l < n ? static_cast<A>(src[b * lanes + l]) : identity;
+        }
+    }
+}
+
 // L lanes travel together as one cell of L values: L = 1 for channels-first planes; for
 // channels-last data a unit is one image's chunk of L lanes, every loop below running
 // over contiguous cells of L values (the tail chunk's missing lanes are computed on
@@ -279,7 +311,6 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
     const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
     const i64 rows = oH + kH - 1, length = oW + kW - 1;
     const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
-    const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
     const A identity = R::template identity<A>();
     const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
     const i64 chunks = (lanes + L - 1) / L, line = length * L;  // values per padded row
@@ -295,27 +326,7 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
         for (i64 u = begin; u < end; ++u) {
             const i64 p = u / chunks, l0 = (u % chunks) * L, n = std::min(L, lanes - l0);
             const T *plane = x + p * in_plane + l0;
-            for (i64 j = 0; j < rows; ++j) {
-                A *row = padded + j * line;
-                const i64 h = top + j;
-                if (h < 0 || h >= H.n_in) {
-                    std::fill(row, row + line, identity);
-                    continue;
-                }
-                std::fill(row, row + lo * L, identity);
-                std::fill(row + hi * L, row + line, identity);
-                const T *src = plane + (h * W.n_in + left) * lanes;
-                if (L == 1) {
-                    for (i64 b = lo; b < hi; ++b) row[b] = static_cast<A>(src[b]);
-                } else if (n == L) {
-                    for (i64 b = lo; b < hi; ++b)
-                        for (i64 l = 0; l < L; ++l) row[b * L + l] = static_cast<A>(src[b * lanes + l]);
-                } else {
-                    for (i64 b = lo; b < hi; ++b)
-                        for (i64 l = 0; l < L; ++l)
-                            row[b * L + l] = l < n ? static_cast<A>(src[b * lanes + l]) : identity;
-                }
-            }
+            padded_plane<A, T, L>(plane, g, lanes, n, top, left, rows, length, identity, padded);
             for (i64 b0 = 0; b0 < rows; b0 += kH) {
                 const i64 b1 = std::min(rows, b0 + kH);
                 std::copy(padded + b0 * line, padded + (b0 + 1) * line, prefix + b0 * line);
@@ -393,7 +404,6 @@ void forward_running_indices(const T *x, const Geometry &g, const Outputs &out) 
     const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
     const i64 rows = oH + kH - 1, length = oW + kW - 1, cells = rows * length, band = rows * oW;
     const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
-    const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
     const A identity = R::template identity<A>();
     const i64 in_plane = g.in_plane(), out_plane = g.out_plane(), n_h = H.n_in, n_w = W.n_in;
     const i64 *w_first = W.first;
@@ -409,18 +419,7 @@ void forward_running_indices(const T *x, const Geometry &g, const Outputs &out) 
         int32_t *wi = sized(sc.we, band);
         for (i64 p = begin; p < end; ++p) {
             const T *plane = x + p * in_plane;
-            for (i64 j = 0; j < rows; ++j) {
-                A *row = va + j * length;
-                const i64 h = top + j;
-                if (h < 0 || h >= H.n_in) {
-                    std::fill(row, row + length, identity);
-                    continue;
-                }
-                std::fill(row, row + lo, identity);
-                std::fill(row + hi, row + length, identity);
-                const T *src = plane + h * W.n_in + left;
-                for (i64 b = lo; b < hi; ++b) row[b] = static_cast<A>(src[b]);
-            }
+            padded_plane<A, T, 1>(plane, g, 1, 1, top, left, rows, length, identity, va);
             for (i64 c = 0; c < cells; ++c) ia[c] = static_cast<int32_t>(c);
             // along W: cur[c] is the winner of cells [c, c + span) (cells that straddle
             // two rows are computed but never read)

@@ -1,6 +1,6 @@
 // Python bindings of the compiled core: argument plumbing and the one dtype dispatch.
-// Outputs are allocated by the Python adapter (backends/compiled.py) with the GIL held;
-// every loop here runs with the GIL released.
+// Outputs come from the buffer cache, allocated with the GIL held (by the forward entry
+// points here, by the Python adapter for the rest); every loop runs with it released.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
@@ -127,24 +127,6 @@ void run_forward(Input &x, const Geometry &g, const Outputs &out) {
         nb::gil_scoped_release release;
         forward_dispatch<R, T, A>(static_cast<const T *>(x.data()), g, out);
     });
-}
-
-void forward_op(Input x, Array y, nb::object arg, nb::object divisor, const std::string &kind,
-                i64 planes, i64 lanes, const Plan &axes) {
-    Geometry g = geometry(axes, planes, lanes);
-    Outputs out;
-    out.y = y.data();
-    Array arg_array, div_array;
-    if (!arg.is_none()) {
-        arg_array = nb::cast<Array>(arg);
-        out.arg = arg_array.data(), out.kind = index_kind(arg_array.dtype());
-    }
-    Factors factors;
-    if (!divisor.is_none()) out.divisor = divisor_of(nb::cast<nb::tuple>(divisor), g, factors);
-    if (kind == "max") run_forward<Max>(x, g, out);
-    else if (kind == "min") run_forward<Min>(x, g, out);
-    else if (kind == "sum") run_forward<Sum>(x, g, out);
-    else throw std::invalid_argument("core: unknown reduction " + kind);
 }
 
 void scatter_op(Input dy, Input arg, Array dx, i64 planes, i64 lanes, const Plan &axes) {
@@ -296,6 +278,7 @@ nb::tuple reduce_op(Input x, nb::object divisor, const std::string &kind, bool c
 // or an empty x, return None: the generic path then copies or rejects.
 nb::object global_op(nb::ndarray<nb::ro, nb::device::cpu> x, const std::string &kind, bool keepdims) {
     const size_t nd = x.ndim();
+    if (kind != "mean" && kind != "max" && kind != "min") throw std::invalid_argument("core: unknown reduction " + kind);
     if (nd < 3 || x.size() == 0) return nb::none();
     const i64 n = static_cast<i64>(x.shape(0)), c = static_cast<i64>(x.shape(1));
     i64 cells = 1;
@@ -360,8 +343,6 @@ NB_MODULE(_core, m) {
     m.def("get_num_threads", []() { return ThreadPool::instance().threads(); });
     nb::class_<Plan>(m, "Plan", "One window's axis tables as the core reads them (from plan()).");
     m.def("plan", &make_plan, nb::arg("axes"));
-    m.def("forward", &forward_op, nb::arg("x"), nb::arg("y"), nb::arg("arg").none(),
-          nb::arg("divisor").none(), nb::arg("kind"), nb::arg("planes"), nb::arg("lanes"), nb::arg("axes"));
     m.def("reduce", &reduce_op, nb::arg("x"), nb::arg("divisor").none(), nb::arg("kind"),
           nb::arg("channels_last"), nb::arg("plan"), nb::arg("winner_bytes"));
     m.def("global_reduce", &global_op, nb::arg("x"), nb::arg("kind"), nb::arg("keepdims"));

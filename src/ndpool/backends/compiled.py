@@ -1,8 +1,9 @@
 """Adapter to the compiled core: allocate outputs, hand the Window's tables to C++.
 
 The core reads C-contiguous arrays, so a contiguous input is passed as it is and any
-other view is copied once. Outputs are allocated here with the GIL held; the core runs
-with it released. Max/min keep their winners as compact kernel offsets (one byte for
+other view is copied once (global pools also read channels-last views in place). All
+outputs come from the core's buffer cache, allocated with the GIL held (a forward pass
+allocates its own in the same call); the loops run with it released. Max/min keep their winners as compact kernel offsets (one byte for
 windows of up to 256 cells, two up to 65536) unless flat int64 indices are asked
 for.
 """
@@ -16,7 +17,7 @@ from .. import _core
 from .._window import Axis
 
 name = "compiled"
-available = hasattr(_core, "forward")
+available = hasattr(_core, "reduce")
 
 
 def _empty(shape, dtype) -> np.ndarray:
