@@ -13,40 +13,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "geometry.hpp"
 #include "parallel.hpp"
 #include "reducers.hpp"
 
 namespace ndpool {
-
-using i64 = int64_t;
-
-// Windows along one spatial dim (see _window.Axis); rows per plane when per_plane.
-struct Axis {
-    const i64 *first = nullptr, *count = nullptr, *skip = nullptr;
-    i64 step = 1;      // distance between taps (the dilation)
-    i64 stride = 0;    // > 0 for sliding windows
-    i64 n_in = 1, n_out = 1, kernel = 1;
-    bool per_plane = false;
-    bool trivial = false;  // every window is the single cell o: the pass is a no-op
-
-    i64 row(i64 plane) const { return per_plane ? plane * n_out : 0; }
-    i64 start(i64 plane, i64 o) const {  // first tap of the full kernel, maybe in padding
-        i64 r = row(plane) + o;
-        return first[r] - skip[r] * step;
-    }
-    // sliding windows whose taps never overlap: each input cell is in at most one window
-    bool disjoint() const { return trivial || (stride > 0 && !per_plane && stride >= (kernel - 1) * step + 1); }
-};
-
-struct Geometry {
-    Axis axis[3];    // D, H, W
-    i64 planes = 0;  // channels-first: N*C planes; channels-last: N images
-    i64 lanes = 1;   // channels-last: C channels interleaved innermost
-
-    i64 in_plane() const { return axis[0].n_in * axis[1].n_in * axis[2].n_in * lanes; }
-    i64 out_plane() const { return axis[0].n_out * axis[1].n_out * axis[2].n_out * lanes; }
-    i64 volume() const { return axis[0].kernel * axis[1].kernel * axis[2].kernel; }
-};
 
 // A padded row buffer spans the windows' full extent; with a kernel (or padding, or
 // dilation) far larger than the input that is mostly identity cells, so such axes take
@@ -198,24 +169,6 @@ void pass_row(const In *in, A *out, i64 *idx_out, i64 outer, i64 n_in, i64 n_out
         }
     }
 }
-
-// Output index kinds: none, compact kernel offsets of three widths, flat int64 indices.
-enum class IndexKind { none, u8, u16, flat };
-
-// An average's divisor: one factor per dim, output (od, oh, ow) divided by their product.
-struct Divisor {
-    const double *factor[3] = {nullptr, nullptr, nullptr};
-    explicit operator bool() const { return factor[0] != nullptr; }
-    double row(i64 od, i64 oh) const { return factor[0][od] * factor[1][oh]; }
-    double at(i64 od, i64 oh, i64 ow) const { return row(od, oh) * factor[2][ow]; }
-};
-
-struct Outputs {
-    void *y = nullptr;
-    void *arg = nullptr;
-    IndexKind kind = IndexKind::none;
-    Divisor divisor;  // set for a mean
-};
 
 // One work unit of the forward pass: plane `p`, outputs [o0, o1) along dim `s` (the
 // outermost dim with more than one output, so the unit's outputs are contiguous).
@@ -372,7 +325,7 @@ void forward(const T *x, const Geometry &g, const Outputs &out) {
     int s = 2;
     for (int a = 0; a < 3; ++a)
         if (g.axis[a].n_out > 1) { s = a; break; }
-    const i64 threads = ThreadPool::instance().threads();
+    const i64 threads = thread_count();
     const i64 n_s = g.axis[s].n_out;
     // a unit reads a slab of dim s, contiguous only when the dims before s have size 1
     bool slab = true;
@@ -394,7 +347,7 @@ void forward(const T *x, const Geometry &g, const Outputs &out) {
 // Parallel loop over planes, with lanes split into chunks when planes are few.
 template <class F>
 void for_planes(const Geometry &g, F &&body) {
-    const i64 threads = ThreadPool::instance().threads();
+    const i64 threads = thread_count();
     i64 chunks = 1;
     if (g.lanes >= 32 && g.planes < 2 * threads) chunks = std::min<i64>(g.lanes / 16, 2 * threads);
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, g.in_plane() / chunks));

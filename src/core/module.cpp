@@ -1,6 +1,7 @@
-// Python bindings of the compiled core: argument plumbing and the one dtype dispatch.
-// Outputs come from the buffer cache, allocated with the GIL held (by the forward entry
-// points here, by the Python adapter for the rest); every loop runs with it released.
+// Python bindings of the compiled core: argument plumbing and the one dtype dispatch into
+// the kernel table of the SIMD level chosen at import (simd/dispatch.hpp). Outputs come
+// from the buffer cache, allocated with the GIL held (by the forward entry points here, by
+// the Python adapter for the rest); every kernel runs with it released.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
@@ -11,10 +12,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "backward.hpp"
-#include "engine.hpp"
-#include "fastpaths.hpp"
+#include "geometry.hpp"
 #include "pool.hpp"
+#include "simd/dispatch.hpp"
+#include "table.hpp"
+#include "thread_pool.hpp"
 
 namespace nb = nanobind;
 using namespace ndpool;
@@ -79,32 +81,29 @@ Divisor divisor_of(nb::tuple factors, const Geometry &g, Factors &keep) {
     return div;
 }
 
-template <class T> struct Tag { using type = T; };
-
-// Calls f(Tag<T>{}) for the array's element type; integers only where `integers`.
-template <class F>
-void dispatch(const nb::dlpack::dtype &dt, bool integers, F &&f) {
+// The kernel table's type slot of an array's element type; integers only where `integers`.
+DType dtype_code(const nb::dlpack::dtype &dt, bool integers) {
     using Code = nb::dlpack::dtype_code;
     const auto code = static_cast<Code>(dt.code);
     if (code == Code::Float) {
         switch (dt.bits) {
-            case 16: return f(Tag<_Float16>{});
-            case 32: return f(Tag<float>{});
-            case 64: return f(Tag<double>{});
+            case 16: return f16;
+            case 32: return f32;
+            case 64: return f64;
         }
     } else if (integers && code == Code::Int) {
         switch (dt.bits) {
-            case 8: return f(Tag<int8_t>{});
-            case 16: return f(Tag<int16_t>{});
-            case 32: return f(Tag<int32_t>{});
-            case 64: return f(Tag<int64_t>{});
+            case 8: return i8;
+            case 16: return i16;
+            case 32: return i32;
+            case 64: return i64_;
         }
     } else if (integers && code == Code::UInt) {
         switch (dt.bits) {
-            case 8: return f(Tag<uint8_t>{});
-            case 16: return f(Tag<uint16_t>{});
-            case 32: return f(Tag<uint32_t>{});
-            case 64: return f(Tag<uint64_t>{});
+            case 8: return u8;
+            case 16: return u16;
+            case 32: return u32;
+            case 64: return u64;
         }
     }
     throw nb::type_error("core: unsupported dtype");
@@ -119,77 +118,58 @@ IndexKind index_kind(const nb::dlpack::dtype &dt) {
     throw nb::type_error("core: unsupported index dtype");
 }
 
-template <class R>
-void run_forward(Input &x, const Geometry &g, const Outputs &out) {
-    dispatch(x.dtype(), R::extreme, [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        using A = typename Acc<T>::type;
-        nb::gil_scoped_release release;
-        forward_dispatch<R, T, A>(static_cast<const T *>(x.data()), g, out);
-    });
+IndexSlot index_slot(const nb::dlpack::dtype &dt) {
+    switch (index_kind(dt)) {
+        case IndexKind::u8: return slot_u8;
+        case IndexKind::u16: return slot_u16;
+        default: return slot_flat;
+    }
 }
 
 void scatter_op(Input dy, Input arg, Array dx, i64 planes, i64 lanes, const Plan &axes) {
     Geometry g = geometry(axes, planes, lanes);
-    dispatch(dy.dtype(), false, [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        const T *pdy = static_cast<const T *>(dy.data());
-        T *pdx = static_cast<T *>(dx.data());
-        const void *pa = arg.data();
-        const IndexKind kind = index_kind(arg.dtype());
-        nb::gil_scoped_release release;
-        switch (kind) {
-            case IndexKind::u8: scatter<T, uint8_t, false>(pdy, static_cast<const uint8_t *>(pa), pdx, g); break;
-            case IndexKind::u16: scatter<T, uint16_t, false>(pdy, static_cast<const uint16_t *>(pa), pdx, g); break;
-            case IndexKind::flat: scatter<T, int64_t, true>(pdy, static_cast<const int64_t *>(pa), pdx, g); break;
-            case IndexKind::none: break;
-        }
-    });
+    ScatterFn f = kernels().scatter[dtype_code(dy.dtype(), false)][index_slot(arg.dtype())];
+    nb::gil_scoped_release release;
+    f(dy.data(), arg.data(), dx.data(), g);
 }
 
 void spread_op(Input dy, nb::tuple divisor, Array dx, i64 planes, i64 lanes, const Plan &axes) {
     Geometry g = geometry(axes, planes, lanes);
     Factors factors;
     const Divisor div = divisor_of(divisor, g, factors);
-    dispatch(dy.dtype(), false, [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        nb::gil_scoped_release release;
-        spread<T>(static_cast<const T *>(dy.data()), div, static_cast<T *>(dx.data()), g);
-    });
+    SpreadFn f = kernels().spread[dtype_code(dy.dtype(), false)];
+    nb::gil_scoped_release release;
+    f(dy.data(), div, dx.data(), g);
 }
 
 void split_ties_op(Input x, Input dy, Array dx, const std::string &kind, i64 planes, i64 lanes,
                    const Plan &axes) {
     Geometry g = geometry(axes, planes, lanes);
     if (x.dtype() != dy.dtype()) throw nb::type_error("core: x and dy dtypes differ");
-    dispatch(x.dtype(), true, [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        const T *px = static_cast<const T *>(x.data()), *pdy = static_cast<const T *>(dy.data());
-        T *pdx = static_cast<T *>(dx.data());
-        nb::gil_scoped_release release;
-        if (kind == "max") split_ties<Max, T>(px, pdy, pdx, g);
-        else split_ties<Min, T>(px, pdy, pdx, g);
-    });
+    SplitTiesFn f = kernels().split_ties[kind == "max" ? 0 : 1][dtype_code(x.dtype(), true)];
+    nb::gil_scoped_release release;
+    f(x.data(), dy.data(), dx.data(), g);
 }
 
 void unpool_op(Input x, nb::ndarray<const int64_t, nb::device::cpu, nb::c_contig> index, Array y,
                i64 planes, i64 n_in, i64 n_out) {
-    dispatch(x.dtype(), true, [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        nb::gil_scoped_release release;
-        unpool<T>(static_cast<const T *>(x.data()), index.data(), static_cast<T *>(y.data()), planes,
-                  n_in, n_out);
-    });
+    UnpoolFn f = kernels().unpool[dtype_code(x.dtype(), true)];
+    nb::gil_scoped_release release;
+    f(x.data(), index.data(), y.data(), planes, n_in, n_out);
 }
 
 void unpool_backward_op(Input dy, nb::ndarray<const int64_t, nb::device::cpu, nb::c_contig> index,
                         Array dx, i64 planes, i64 n_in, i64 n_out) {
-    dispatch(dy.dtype(), true, [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        nb::gil_scoped_release release;
-        unpool_backward<T>(static_cast<const T *>(dy.data()), index.data(), static_cast<T *>(dx.data()),
-                           planes, n_in, n_out);
-    });
+    UnpoolFn f = kernels().unpool_backward[dtype_code(dy.dtype(), true)];
+    nb::gil_scoped_release release;
+    f(dy.data(), index.data(), dx.data(), planes, n_in, n_out);
+}
+
+Reduction reduction_named(const std::string &kind) {
+    if (kind == "max") return max_;
+    if (kind == "min") return min_;
+    if (kind == "sum" || kind == "mean") return sum_;
+    throw std::invalid_argument("core: unknown reduction " + kind);
 }
 
 // Outputs are traced in NumPy's tracemalloc domain, so memory profilers see them as
@@ -263,11 +243,11 @@ nb::tuple reduce_op(Input x, nb::object divisor, const std::string &kind, bool c
     Factors factors;
     if (!divisor.is_none()) out.divisor = divisor_of(nb::cast<nb::tuple>(divisor), g, factors);
     nb::object result = nb::cast(y);
+    const Reduction r = reduction_named(kind);
     if (x.size() != 0) {
-        if (kind == "max") run_forward<Max>(x, g, out);
-        else if (kind == "min") run_forward<Min>(x, g, out);
-        else if (kind == "sum") run_forward<Sum>(x, g, out);
-        else throw std::invalid_argument("core: unknown reduction " + kind);
+        ForwardFn f = kernels().forward[r][dtype_code(x.dtype(), r != sum_)];
+        nb::gil_scoped_release release;
+        f(x.data(), g, out);
     }
     return nb::make_tuple(result, winners);
 }
@@ -319,22 +299,37 @@ nb::object global_op(nb::ndarray<nb::ro, nb::device::cpu> x, const std::string &
     const double unit = 1.0, size = static_cast<double>(cells);
     const double *unit_p = &unit, *size_p = &size;
     if (kind == "mean") out.divisor.factor[0] = unit_p, out.divisor.factor[1] = unit_p, out.divisor.factor[2] = size_p;
-    const bool integers = kind != "mean";
-    dispatch(x.dtype(), integers, [&](auto tag) {
-        using T = typename decltype(tag)::type;
-        using A = typename Acc<T>::type;
-        const T *px = static_cast<const T *>(x.data());
+    const Reduction r = reduction_named(kind);
+    ForwardFn f = kernels().planes[r][dtype_code(x.dtype(), r != sum_)];
+    {
         nb::gil_scoped_release release;
-        if (kind == "mean") reduce_planes<Sum, T, A>(px, g, out);
-        else if (kind == "max") reduce_planes<Max, T, A>(px, g, out);
-        else reduce_planes<Min, T, A>(px, g, out);
-    });
+        f(x.data(), g, out);
+    }
     return nb::cast(y);
+}
+
+// The kernels' way to the thread pool (table.hpp's Host).
+void host_parallel_for(int64_t n, int64_t grain, void (*body)(void *, int64_t, int64_t), void *context) {
+    ThreadPool::instance().parallel_for(n, grain, [=](int64_t begin, int64_t end) { body(context, begin, end); });
+}
+
+int host_threads() { return ThreadPool::instance().threads(); }
+
+// What show_config() reports of the SIMD dispatch.
+nb::dict simd_info() {
+    const Dispatch &d = load_kernels(Host{host_parallel_for, host_threads});
+    nb::dict info;
+    info["simd"] = d.level;
+    info["simd_built"] = d.built;
+    info["simd_supported"] = d.supported;
+    info["simd_forced"] = d.forced;
+    return info;
 }
 
 }  // namespace
 
 NB_MODULE(_core, m) {
+    load_kernels(Host{host_parallel_for, host_threads});  // a bad NDPOOL_SIMD stops the import here
     m.doc() = "ndpool's compiled pooling core (see backends/compiled.py for the contract)";
     m.def("set_num_threads", [](int n) {
         if (n < 1) throw std::invalid_argument("set_num_threads: n must be at least 1");
@@ -347,6 +342,8 @@ NB_MODULE(_core, m) {
           nb::arg("channels_last"), nb::arg("plan"), nb::arg("winner_bytes"));
     m.def("global_reduce", &global_op, nb::arg("x"), nb::arg("kind"), nb::arg("keepdims"));
     m.def("empty", &empty, nb::arg("shape"), nb::arg("kind"), nb::arg("itemsize"));
+    m.def("simd_info", &simd_info);
+    m.def("cache_limit", []() { return BufferCache::instance().limit(); });
     m.def("cached_bytes", []() { return BufferCache::instance().cached(); });
     m.def("clear_cache", []() { return BufferCache::instance().clear(); });
     m.def("scatter", &scatter_op);

@@ -62,6 +62,8 @@ public:
         return released;
     }
 
+    size_t limit() const { return limit_; }
+
     size_t cached() {
         std::lock_guard<std::mutex> lock(mutex_);
         return cached_;
