@@ -5,9 +5,7 @@
 
 #include "engine.hpp"
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "simd/kernels.hpp"
 
 namespace ndpool {
 
@@ -77,42 +75,12 @@ struct Owners {
     }
 };
 
-// One input row under 2-tap stride-2 windows: row[2j + t] = (a[j] == k0 + t) ? dy[j] : 0.
-// GCC does not vectorise the interleaved stores, so where AVX-512 is available float32
-// rows take an explicit kernel (16 windows per step: two masked moves and two
-// interleaving permutes), twice as fast as the portable loop, which serves the rest.
+// One input row under 2-tap stride-2 windows: row[2j + t] = (a[j] == k0 + t) ? dy[j] : 0;
+// the level's vector way (simd/kernels.hpp) first, this loop for the rest.
 template <class T, class I>
 inline void pairs_row(const T *gy, const I *a, T *row, i64 n, I k0) {
-    i64 j = 0;
-#if defined(__AVX512F__)
-    if constexpr (std::is_same<T, float>::value && sizeof(I) <= 2) {
-        const __m512i even = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-        const __m512i odd = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-        const __m512i key0 = _mm512_set1_epi32(k0), key1 = _mm512_set1_epi32(k0 + 1);
-        for (; j < n; j += 16) {
-            const __mmask16 live = j + 16 <= n ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
-            const __m512 v = _mm512_maskz_loadu_ps(live, gy + j);
-            __m512i k;
-            if constexpr (sizeof(I) == 1) k = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, a + j));
-            else k = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live, a + j));
-            const __m512 first = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, key0), v);
-            const __m512 second = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, key1), v);
-            const __m512 lo = _mm512_permutex2var_ps(first, even, second);
-            const __m512 hi = _mm512_permutex2var_ps(first, odd, second);
-            if (j + 16 <= n) {
-                _mm512_storeu_ps(row + 2 * j, lo);
-                _mm512_storeu_ps(row + 2 * j + 16, hi);
-            } else {  // the last windows: 2 * (n - j) cells over the two halves
-                const i64 cells = 2 * (n - j);
-                _mm512_mask_storeu_ps(row + 2 * j, __mmask16((1u << std::min<i64>(cells, 16)) - 1), lo);
-                if (cells > 16) _mm512_mask_storeu_ps(row + 2 * j + 16, __mmask16((1u << (cells - 16)) - 1), hi);
-            }
-        }
-        return;
-    }
-#endif
     const I k1 = static_cast<I>(k0 + 1);
-    for (; j < n; ++j) {
+    for (i64 j = simd::pairs_row(gy, a, row, n, k0); j < n; ++j) {
         const T v = gy[j];  // loaded unconditionally so the loop can vectorise
         const I aj = a[j];
         row[2 * j] = aj == k0 ? v : T(0);
@@ -126,7 +94,9 @@ inline void pairs_row(const T *gy, const I *a, T *row, i64 n, I k0) {
 template <class T, class I>
 void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
     const Owners own(g);
-    const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
+    // copies, not references: the stores to dx cannot change them, so with rows as short
+    // as 16 windows the loop does not reload every field for every row
+    const Axis D = g.axis[0], H = g.axis[1], W = g.axis[2];
     const i64 lanes = g.lanes, width = W.n_in * lanes, out_rows = D.n_out * H.n_out;
     const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
     const bool pairs = lanes == 1 && pairs_w(W);
@@ -157,7 +127,7 @@ void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
                     T *row = plane + (d * H.n_in + h) * width;
                     if (pairs) {
                         pairs_row<T, I>(gy, a, row, W.n_out, static_cast<I>(kb));
-                        std::fill(row + 2 * W.n_out, row + width, T(0));
+                        if (2 * W.n_out < width) std::fill(row + 2 * W.n_out, row + width, T(0));
                         continue;
                     }
                     for (i64 w = 0; w < W.n_in; ++w) {
@@ -180,40 +150,11 @@ void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
     });
 }
 
-#if defined(__AVX512F__)
-// Channels-last max/min backward of one output cell, 16 lanes at a time: each lane's
-// winner offset picks its input cell (a gather from the tap table), and dy is added
-// there with a gather and a scatter. Lanes are distinct, so no two updates in one
-// vector meet. Returns the first lane left to the caller.
-template <class I>
-inline i64 scatter_lanes(const float *gy, const I *a, float *acc, const int32_t *rel, i64 at, i64 l0, i64 l1) {
-    const __m512i step = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    i64 l = l0;
-    for (; l + 16 <= l1; l += 16) {
-        __m512i k;
-        if constexpr (sizeof(I) == 1) k = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(a + l)));
-        else k = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + l)));
-        const __m512i where = _mm512_add_epi32(_mm512_add_epi32(_mm512_i32gather_epi32(k, rel, 4), step),
-                                               _mm512_set1_epi32(static_cast<int32_t>(at + l)));
-        const __m512 sum = _mm512_add_ps(_mm512_i32gather_ps(where, acc, 4), _mm512_loadu_ps(gy + l));
-        _mm512_i32scatter_ps(acc, where, sum, 4);
-    }
-    return l;
-}
-#endif
-
-// Max/min backward, ties to the first winner: dx[winner] += dy. `arg` holds compact
-// kernel offsets (I = uint8/uint16/int32) or flat per-plane indices (I = int64, Flat).
+// scatter() for planes whose offsets pass 32 bits: the same sums in 64-bit offsets.
 template <class T, class I, bool Flat>
-void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
+void scatter_wide(const T *dy, const I *arg, T *dx, const Geometry &g) {
     using A = typename Acc<T>::type;
-    bool disjoint = !Flat;
-    for (int a = 0; a < 3; ++a) disjoint = disjoint && g.axis[a].disjoint();
-    if (disjoint) return scatter_disjoint<T, I>(dy, arg, dx, g);
     const std::vector<i64> rel = Flat ? std::vector<i64>() : tap_offsets(g);
-    std::vector<int32_t> rel_lanes;  // tap offsets in elements, for the AVX-512 lanes kernel
-    if (!Flat && g.lanes >= 16 && g.in_plane() < (i64(1) << 31))
-        for (i64 r : rel) rel_lanes.push_back(static_cast<int32_t>(r * g.lanes));
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
     const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
     for_planes(g, [&](i64 p, i64 l0, i64 l1) {
@@ -231,7 +172,6 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
             i64 *start_w = sized(sc.first[2], W.n_out);
             for (i64 ow = 0; ow < W.n_out; ++ow) start_w[ow] = W.start(p, ow);
             const i64 *relp = rel.data();
-            const int32_t *rel32 = rel_lanes.empty() ? nullptr : rel_lanes.data();
             for (i64 od = 0; od < D.n_out; ++od)
                 for (i64 oh = 0; oh < H.n_out; ++oh) {
                     const i64 base = (D.start(p, od) * H.n_in + H.start(p, oh)) * W.n_in;
@@ -244,18 +184,120 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
                     } else {
                         for (i64 ow = 0; ow < W.n_out; ++ow) {
                             const i64 cell = base + start_w[ow];
-                            i64 l = l0;
-#if defined(__AVX512F__)
-                            if constexpr (std::is_same<T, float>::value && sizeof(I) <= 2)
-                                if (rel32) l = scatter_lanes(gy + ow * lanes, a + ow * lanes, acc, rel32,
-                                                             cell * lanes, l0, l1);
-#endif
-                            for (; l < l1; ++l)
+                            for (i64 l = l0; l < l1; ++l)
                                 acc[(cell + relp[a[ow * lanes + l]]) * lanes + l] +=
                                     static_cast<A>(gy[ow * lanes + l]);
                         }
                     }
                 }
+        }
+        if constexpr (!std::is_same<A, T>::value) copy_lanes(acc, dxp, in_plane / lanes, lanes, l0, l1);
+    });
+}
+
+// Every output cell's window origin in plane p (in cells), for the compact offsets.
+inline std::vector<int32_t> window_origins(const Geometry &g, i64 p) {
+    std::vector<int32_t> origin(static_cast<size_t>(g.out_plane() / g.lanes));
+    each_window(g, p, [&](i64 o, i64 cell, i64, i64, i64) { origin[o] = static_cast<int32_t>(cell); });
+    return origin;
+}
+
+// acc[target(o)] += dy[o] for the outputs of plane rows [r0, r1) (D and H flattened),
+// lanes == 1, in order. (Measured on Zen 3 with sppf's codes: an order that keeps two
+// adds to one cell apart, by phases of disjoint windows or by interleaved quarters, and
+// summing runs of one target in a register first, were all as slow or slower: what
+// costs is the adds to cells that a recent store touched, wherever they fall.)
+template <class A, class T, class Target>
+inline void scatter_rows(A *acc, const T *gy, i64 n_w, i64 r0, i64 r1, Target &&target) {
+    for (i64 o = r0 * n_w; o < r1 * n_w; ++o) acc[target(o)] += static_cast<A>(gy[o]);
+}
+
+// Max/min backward of planes too few for the threads (lanes == 1): each plane's outputs
+// split into bands along its outermost sliding axis, each band's windows together at
+// least a window's extent long, so that a band's targets reach no band but the two beside
+// it. After a
+// parallel zero fill the even bands run in parallel, then the odd ones.
+template <class T, class I, bool Flat>
+void scatter_bands(const T *dy, const I *arg, T *dx, const Geometry &g, const int32_t *origin, const int32_t *rel) {
+    using A = typename Acc<T>::type;
+    const Axis &D = g.axis[0], &H = g.axis[1];
+    const bool along_d = !D.trivial;
+    const Axis &S = along_d ? D : H;
+    const i64 unit = along_d ? H.n_out : 1;  // output rows (D and H flattened) per step of S
+    const i64 in_plane = g.in_plane(), out_plane = g.out_plane(), rows = D.n_out * H.n_out;
+    const i64 threads = thread_count();
+    const i64 extent = (S.kernel - 1) * S.step + 1, least = (extent + S.stride - 1) / S.stride;
+    const i64 wanted = (S.n_out + 4 * threads - 1) / (4 * threads);
+    const i64 band = std::max<i64>(least, wanted), bands = (S.n_out + band - 1) / band;
+    std::vector<A> wide;  // float16 sums in float, for the whole of every plane
+    A *acc = std::is_same<A, T>::value ? reinterpret_cast<A *>(dx) : (wide.resize(g.planes * in_plane), wide.data());
+    const i64 grain = 1 << 14;
+    parallel_for(g.planes * in_plane, grain, [&](i64 begin, i64 end) { std::fill(acc + begin, acc + end, A(0)); });
+    for (i64 colour = 0; colour < 2; ++colour) {
+        const i64 mine = (bands - colour + 1) / 2;
+        parallel_for(g.planes * mine, 1, [&](i64 begin, i64 end) {
+            for (i64 u = begin; u < end; ++u) {
+                const i64 p = u / mine, b = 2 * (u % mine) + colour;
+                const i64 r0 = b * band * unit, r1 = std::min(rows, (b + 1) * band * unit);
+                A *accp = acc + p * in_plane;
+                const T *dyp = dy + p * out_plane;
+                const I *ap = arg + p * out_plane;
+                const i64 n_w = g.axis[2].n_out;
+                if constexpr (Flat) scatter_rows(accp, dyp, n_w, r0, r1, [&](i64 o) { return ap[o]; });
+                else scatter_rows(accp, dyp, n_w, r0, r1, [&](i64 o) { return origin[o] + rel[ap[o]]; });
+            }
+        });
+    }
+    if constexpr (!std::is_same<A, T>::value)
+        parallel_for(g.planes * in_plane, grain, [&](i64 begin, i64 end) {
+            for (i64 i = begin; i < end; ++i) dx[i] = static_cast<T>(acc[i]);
+        });
+}
+
+// Max/min backward, ties to the first winner: dx[winner] += dy. `arg` holds compact
+// kernel offsets (I = uint8/uint16) or flat per-plane indices (I = int64, Flat).
+template <class T, class I, bool Flat>
+void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
+    using A = typename Acc<T>::type;
+    bool disjoint = !Flat;
+    for (int a = 0; a < 3; ++a) disjoint = disjoint && g.axis[a].disjoint();
+    if (disjoint) return scatter_disjoint<T, I>(dy, arg, dx, g);
+    const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane(), cells = out_plane / lanes;
+    if (in_plane >= (i64(1) << 31) - 16) return scatter_wide<T, I, Flat>(dy, arg, dx, g);
+    bool per_plane = false;
+    for (const Axis &ax : g.axis) per_plane = per_plane || ax.per_plane;
+    std::vector<int32_t> rel;  // tap offsets in cells
+    if (!Flat)
+        for (i64 r : tap_offsets(g)) rel.push_back(static_cast<int32_t>(r));
+    const std::vector<int32_t> shared = Flat || per_plane ? std::vector<int32_t>() : window_origins(g, 0);
+    const int32_t *relp = rel.data();
+    if (lanes == 1 && !per_plane && g.planes < 2 * thread_count() && in_plane >= 65536)
+        return scatter_bands<T, I, Flat>(dy, arg, dx, g, shared.data(), relp);
+    for_planes(g, [&](i64 p, i64 l0, i64 l1) {
+        T *dxp = dx + p * in_plane;
+        const T *dyp = dy + p * out_plane;
+        const I *ap = arg + p * out_plane;
+        std::vector<int32_t> own;
+        if (!Flat && per_plane) own = window_origins(g, p);
+        const int32_t *origin = per_plane ? own.data() : shared.data();
+        auto &sc = Scratch<A>::get();
+        A *acc = std::is_same<A, T>::value ? reinterpret_cast<A *>(dxp) : sized(sc.a, in_plane);
+        fill_lanes(acc, in_plane / lanes, lanes, l0, l1, A(0));
+        if (lanes == 1) {
+            if constexpr (Flat) scatter_rows(acc, dyp, cells, 0, 1, [&](i64 o) { return ap[o]; });
+            else scatter_rows(acc, dyp, cells, 0, 1, [&](i64 o) { return origin[o] + relp[ap[o]]; });
+        } else {  // channels-last: the lanes in between keep two adds to one cell apart
+            for (i64 o = 0; o < cells; ++o) {
+                const I *a = ap + o * lanes;
+                const T *gy = dyp + o * lanes;
+                if constexpr (Flat) {
+                    for (i64 l = l0; l < l1; ++l) acc[a[l] * lanes + l] += static_cast<A>(gy[l]);
+                } else {
+                    A *cell = acc + static_cast<i64>(origin[o]) * lanes;
+                    for (i64 l = simd::scatter_lanes(gy, a, cell, relp, lanes, l0, l1); l < l1; ++l)
+                        cell[static_cast<i64>(relp[a[l]]) * lanes + l] += static_cast<A>(gy[l]);
+                }
+            }
         }
         if constexpr (!std::is_same<A, T>::value) copy_lanes(acc, dxp, in_plane / lanes, lanes, l0, l1);
     });

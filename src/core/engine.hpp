@@ -344,17 +344,21 @@ void forward(const T *x, const Geometry &g, const Outputs &out) {
     });
 }
 
-// Parallel loop over planes, with lanes split into chunks when planes are few.
+// Parallel loop over planes; channels-last planes split into chunks of lanes (multiples
+// of 16) only when there are too few planes for the threads: a chunk narrower than the
+// plane's lanes makes every cell's loop short and is 2-3x slower per value.
 template <class F>
 void for_planes(const Geometry &g, F &&body) {
-    const i64 threads = thread_count();
-    i64 chunks = 1;
-    if (g.lanes >= 32 && g.planes < 2 * threads) chunks = std::min<i64>(g.lanes / 16, 2 * threads);
+    const i64 threads = thread_count(), lanes = g.lanes;
+    i64 width = lanes;
+    if (lanes >= 32 && g.planes < 2 * threads)
+        width = std::max<i64>(16, (lanes * g.planes / (2 * threads) + 15) / 16 * 16);
+    const i64 chunks = (lanes + width - 1) / width;
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, g.in_plane() / chunks));
     parallel_for(g.planes * chunks, grain, [&](i64 begin, i64 end) {
         for (i64 u = begin; u < end; ++u) {
             const i64 p = u / chunks, c = u % chunks;
-            body(p, c * g.lanes / chunks, (c + 1) * g.lanes / chunks);
+            body(p, c * width, std::min(lanes, (c + 1) * width));
         }
     });
 }

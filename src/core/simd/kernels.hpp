@@ -1,0 +1,140 @@
+// The hand-written vector kernels, one way per SIMD level, chosen by the flags the
+// including library is compiled with (CMakeLists.txt: one library per level). Each
+// returns how far it got; the caller's portable loop does the rest, so a level without a
+// way here (baseline) simply returns 0. Intrinsics live in this file only.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+#if defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
+namespace ndpool {
+namespace simd {
+
+using i64 = int64_t;
+
+// The SIMD level these kernels are compiled for (what the tests check against).
+constexpr const char *level() {
+#if defined(__AVX512F__)
+    return "avx512";
+#elif defined(__AVX2__)
+    return "avx2";
+#elif defined(__ARM_NEON) && defined(NDPOOL_NEON)
+    return "neon";
+#else
+    return "baseline";
+#endif
+}
+
+// One input row under 2-tap stride-2 windows: row[2j + t] = (a[j] == k0 + t) ? gy[j] : 0
+// for windows j of [0, n). GCC does not vectorise the interleaved stores: each way masks
+// dy by the two keys and interleaves the halves. Returns the windows done.
+template <class T, class I>
+inline i64 pairs_row(const T *gy, const I *a, T *row, i64 n, I k0) {
+    if constexpr (!std::is_same<T, float>::value || sizeof(I) > 2) {
+        return 0;
+    } else {
+        i64 j = 0;
+#if defined(__AVX512F__)
+        const __m512i even = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i odd = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+        const __m512i key0 = _mm512_set1_epi32(k0), key1 = _mm512_set1_epi32(k0 + 1);
+        for (; j < n; j += 16) {  // 16 windows a step, the last ones masked
+            const __mmask16 live = j + 16 <= n ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
+            const __m512 v = _mm512_maskz_loadu_ps(live, gy + j);
+            __m512i k;
+            if constexpr (sizeof(I) == 1) k = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, a + j));
+            else k = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(live, a + j));
+            const __m512 first = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, key0), v);
+            const __m512 second = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(k, key1), v);
+            const __m512 lo = _mm512_permutex2var_ps(first, even, second);
+            const __m512 hi = _mm512_permutex2var_ps(first, odd, second);
+            if (j + 16 <= n) {
+                _mm512_storeu_ps(row + 2 * j, lo);
+                _mm512_storeu_ps(row + 2 * j + 16, hi);
+            } else {  // the last windows: 2 * (n - j) cells over the two halves
+                const i64 cells = 2 * (n - j);
+                _mm512_mask_storeu_ps(row + 2 * j, __mmask16((1u << (cells < 16 ? cells : 16)) - 1), lo);
+                if (cells > 16) _mm512_mask_storeu_ps(row + 2 * j + 16, __mmask16((1u << (cells - 16)) - 1), hi);
+            }
+        }
+        return n;
+#elif defined(__AVX2__)
+        const __m256i key0 = _mm256_set1_epi32(k0), key1 = _mm256_set1_epi32(k0 + 1);
+        for (; j + 8 <= n; j += 8) {
+            const __m256 v = _mm256_loadu_ps(gy + j);
+            __m256i k;
+            if constexpr (sizeof(I) == 1)
+                k = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(a + j)));
+            else
+                k = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(a + j)));
+            const __m256 first = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(k, key0)), v);
+            const __m256 second = _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(k, key1)), v);
+            const __m256 lo = _mm256_unpacklo_ps(first, second);  // windows 0 1 | 4 5
+            const __m256 hi = _mm256_unpackhi_ps(first, second);  // windows 2 3 | 6 7
+            _mm256_storeu_ps(row + 2 * j, _mm256_permute2f128_ps(lo, hi, 0x20));
+            _mm256_storeu_ps(row + 2 * j + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+        }
+        return j;
+#elif defined(__ARM_NEON) && defined(NDPOOL_NEON)
+        // 8 windows a step, so that one whole load takes their codes (8 bytes, or 8
+        // halfwords) and reads nothing past a[n); each half of 4 is masked and interleaved.
+        const uint32x4_t key0 = vdupq_n_u32(k0), key1 = vdupq_n_u32(static_cast<uint32_t>(k0) + 1);
+        for (; j + 8 <= n; j += 8) {
+            uint16x8_t codes;
+            if constexpr (sizeof(I) == 1) codes = vmovl_u8(vld1_u8(reinterpret_cast<const uint8_t *>(a + j)));
+            else codes = vld1q_u16(reinterpret_cast<const uint16_t *>(a + j));
+            const uint32x4_t k[2] = {vmovl_u16(vget_low_u16(codes)), vmovl_u16(vget_high_u16(codes))};
+            for (int half = 0; half < 2; ++half) {
+                const uint32x4_t v = vreinterpretq_u32_f32(vld1q_f32(gy + j + 4 * half));
+                float32x4x2_t pair;
+                pair.val[0] = vreinterpretq_f32_u32(vandq_u32(vceqq_u32(k[half], key0), v));
+                pair.val[1] = vreinterpretq_f32_u32(vandq_u32(vceqq_u32(k[half], key1), v));
+                vst2q_f32(row + 2 * (j + 4 * half), pair);  // stores the two halves interleaved
+            }
+        }
+        return j;
+#else
+        (void)gy, (void)a, (void)row, (void)n, (void)k0;
+        return j;
+#endif
+    }
+}
+
+// Channels-last max/min backward of one output cell over lanes [l0, l1): lane l adds
+// gy[l] to cell[rel[a[l]] * lanes + l] (rel: the window's tap offsets in cells). AVX-512
+// does 16 lanes a step with a gather of the offsets and a gather/scatter of the sums
+// (lanes are distinct, so no two updates in one vector meet); AVX2 and NEON have no
+// scatter, and the caller's scalar loop is as fast as a gather-then-store form there.
+// Returns the first lane left to the caller.
+template <class T, class I, class A>
+inline i64 scatter_lanes(const T *gy, const I *a, A *cell, const int32_t *rel, i64 lanes, i64 l0, i64 l1) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same<T, float>::value && std::is_same<A, float>::value && sizeof(I) <= 2) {
+        const __m512i step = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+        const __m512i wide = _mm512_set1_epi32(static_cast<int32_t>(lanes));
+        i64 l = l0;
+        for (; l + 16 <= l1; l += 16) {
+            __m512i k;
+            if constexpr (sizeof(I) == 1) k = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(a + l)));
+            else k = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + l)));
+            const __m512i tap = _mm512_mullo_epi32(_mm512_i32gather_epi32(k, rel, 4), wide);
+            const __m512i where = _mm512_add_epi32(_mm512_add_epi32(tap, step), _mm512_set1_epi32(static_cast<int32_t>(l)));
+            const __m512 sum = _mm512_add_ps(_mm512_i32gather_ps(where, cell, 4), _mm512_loadu_ps(gy + l));
+            _mm512_i32scatter_ps(cell, where, sum, 4);
+        }
+        return l;
+    }
+#endif
+    (void)gy, (void)a, (void)cell, (void)rel, (void)lanes, (void)l1;
+    return l0;
+}
+
+}  // namespace simd
+}  // namespace ndpool
