@@ -130,6 +130,20 @@ if neon_tools; then
     fi
     check aarch64/baseline arm-baseline "-O2, $how" "${runner[@]}"
     check aarch64/neon arm-neon "-O2 -march=armv8-a+simd -DNDPOOL_NEON, $how" "${runner[@]}"
+    # the whole kernel library must compile for AArch64 too (GCC 12 there has no
+    # _Float16 in C++, for one): every kernel source, syntax only, at both levels
+    for level in baseline neon; do
+        flags=(-std=c++17 -I"$REPO/src/core" -DNDPOOL_LEVEL=$level -DNDPOOL_ALL_TYPES=1 -fsyntax-only)
+        [[ $level == neon ]] && flags+=(-march=armv8-a+simd -DNDPOOL_NEON -DNDPOOL_ALL_TYPES=0)
+        if for source in "$REPO"/src/core/kernels/*.cpp; do "$CROSS" "${flags[@]}" "$source" || exit 1; done \
+            2>"$DIR/arm-$level-library.log"; then
+            echo "check_simd: aarch64/$level kernel library: compiles"
+        else
+            cat "$DIR/arm-$level-library.log" >&2
+            echo "check_simd: aarch64/$level kernel library: does not compile"
+            failed=$((failed + 1))
+        fi
+    done
     neon_checked=1
 else
     echo "check_simd: aarch64/neon not checked: no $CROSS or qemu-aarch64 here" \

@@ -77,6 +77,76 @@ def _jobs():
     ]
 
 
+def _large_plane_jobs():
+    """(name, call, exact) for planes large enough that the core splits each one among
+    the threads (bands of rows, parts of cells, chunks of lanes): every forward and
+    backward path on one image or one volume. `exact`: max/min/indices, compared bit for
+    bit with the reference backend; the rest to rounding."""
+    rng = np.random.default_rng(5)
+    image = rng.standard_normal((1, 1, 330, 300)).astype(np.float32)
+    half = rng.standard_normal((1, 1, 260, 270)).astype(np.float16)
+    volume = rng.standard_normal((1, 1, 48, 50, 46)).astype(np.float32)
+    lanes = rng.standard_normal((1, 96, 90, 64)).astype(np.float32)   # (N, H, W, C)
+    big = rng.standard_normal((1, 1, 700, 650))
+    dy = lambda y: np.random.default_rng(y.size).standard_normal(y.shape).astype(y.dtype)
+
+    def grad(op, x, *args, **kwargs):
+        def call():
+            result, pullback = ndpool.vjp(op, x, *args, **kwargs)
+            y = result[0] if isinstance(result, tuple) else result
+            return result, pullback(dy(y))
+        return call
+
+    pooled, where = ndpool.max_pool2d(image, 3, 2, 1, return_indices=True)
+    return [
+        ("running max k9", lambda: ndpool.max_pool2d(image, 9, 1, "same"), True),
+        ("running min k15", lambda: ndpool.min_pool2d(image, 15, 1, 7), True),
+        ("running max lanes", lambda: ndpool.max_pool2d(lanes, 9, 1, 4, layout="channels_last"), True),
+        ("running avg k9", lambda: ndpool.avg_pool2d(image, 9, 1, 4), False),
+        ("rows max k3", lambda: ndpool.max_pool2d(image, 3, 1, 1), True),
+        ("global avg", lambda: ndpool.global_avg_pool(big), False),
+        ("global max", lambda: ndpool.global_max_pool(big), True),
+        ("grad max k9 winners", grad(ndpool.max_pool2d, image, 9, 1, "same", return_indices=True), False),
+        ("grad max k5 float16", grad(ndpool.max_pool2d, half, 5, 1, 2), False),
+        ("grad max k3 s2", grad(ndpool.max_pool2d, image, 3, 2, 1), False),
+        ("grad min k3 s1", grad(ndpool.min_pool2d, image, 3, 1, 1), False),
+        ("grad max3d k3", grad(ndpool.max_pool3d, volume, 3, 1, 1), False),
+        ("grad max lanes k5", grad(ndpool.max_pool2d, lanes, 5, 1, 2, layout="channels_last"), False),
+        ("grad avg k9", grad(ndpool.avg_pool2d, image, 9, 1, 4), False),
+        ("grad avg k2", grad(ndpool.avg_pool2d, image, 2), False),
+        ("grad global avg", grad(ndpool.global_avg_pool, big), False),
+        ("grad max split", grad(ndpool.max_pool2d, image, 3, 1, 1, ties="split"), False),
+        ("unpool", lambda: ndpool.max_unpool2d(pooled, where, 3, 2, 1, output_size=image.shape[-2:]), True),
+        ("grad unpool", grad(ndpool.max_unpool2d, pooled, where, 3, 2, 1, output_size=image.shape[-2:]), False),
+    ]
+
+
+def _close(a, b, name, exact):
+    if isinstance(a, tuple):
+        assert isinstance(b, tuple) and len(a) == len(b), name
+        for i, (p, q) in enumerate(zip(a, b)):
+            _close(p, q, f"{name}[{i}]", exact)
+        return
+    assert a.shape == b.shape and a.dtype == b.dtype, name
+    if exact or a.dtype.kind != "f":
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    else:
+        tolerance = 2e-2 if a.dtype == np.float16 else 1e-5 if a.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance, err_msg=name)
+
+
+@pytest.mark.parametrize("name", [name for name, _, _ in _large_plane_jobs()])
+def test_large_planes_split_among_threads_match_the_reference(name, restore_threads):
+    _, call, exact = next(job for job in _large_plane_jobs() if job[0] == name)
+    ndpool.set_num_threads(2)
+    ours = call()
+    with ndpool.use_backend("reference"):
+        expected = call()
+    _close(ours, expected, name, exact)
+    ndpool.set_num_threads(1)
+    _same(call(), ours, name)   # and the split changes no bit
+
+
 def _same(a, b, name):
     if isinstance(a, tuple):
         assert isinstance(b, tuple) and len(a) == len(b), name

@@ -225,10 +225,8 @@ void scatter_bands(const T *dy, const I *arg, T *dx, const Geometry &g, const in
     const Axis &S = along_d ? D : H;
     const i64 unit = along_d ? H.n_out : 1;  // output rows (D and H flattened) per step of S
     const i64 in_plane = g.in_plane(), out_plane = g.out_plane(), rows = D.n_out * H.n_out;
-    const i64 threads = thread_count();
     const i64 extent = (S.kernel - 1) * S.step + 1, least = (extent + S.stride - 1) / S.stride;
-    const i64 wanted = (S.n_out + 4 * threads - 1) / (4 * threads);
-    const i64 band = std::max<i64>(least, wanted), bands = (S.n_out + band - 1) / band;
+    const i64 band = std::max<i64>(least, along_d ? 4 : 32), bands = (S.n_out + band - 1) / band;
     std::vector<A> wide;  // float16 sums in float, for the whole of every plane
     A *acc = std::is_same<A, T>::value ? reinterpret_cast<A *>(dx) : (wide.resize(g.planes * in_plane), wide.data());
     const i64 grain = 1 << 14;
@@ -271,7 +269,7 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
         for (i64 r : tap_offsets(g)) rel.push_back(static_cast<int32_t>(r));
     const std::vector<int32_t> shared = Flat || per_plane ? std::vector<int32_t>() : window_origins(g, 0);
     const int32_t *relp = rel.data();
-    if (lanes == 1 && !per_plane && g.planes < 2 * thread_count() && in_plane >= 65536)
+    if (lanes == 1 && !per_plane && in_plane >= (i64(1) << 16))  // large planes: by the size only, so
         return scatter_bands<T, I, Flat>(dy, arg, dx, g, shared.data(), relp);
     for_planes(g, [&](i64 p, i64 l0, i64 l1) {
         T *dxp = dx + p * in_plane;
@@ -330,15 +328,20 @@ void spread(const T *dy, const Divisor &divisor, T *dx, const Geometry &g) {
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
     const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
     const i64 width = W.n_in * lanes, out_rows = D.n_out * H.n_out, in_rows = D.n_in * H.n_in;
+    // planes too few for the threads are split by rows (cells for global pools)
+    const bool few = g.planes < 2 * thread_count() && in_plane >= (i64(1) << 16);
     if (whole_planes(g)) {  // global pools: every cell gets dy / divisor
         const A dv = static_cast<A>(divisor.at(0, 0, 0));
-        parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
+        const i64 cells = in_plane / lanes, parts = few ? std::min<i64>(cells, 4 * thread_count()) : 1;
+        parallel_for(g.planes * parts, parts > 1 ? 1 : std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)),
+                     [&](i64 begin, i64 end) {
             std::vector<T> share(static_cast<size_t>(lanes));
-            for (i64 p = begin; p < end; ++p) {
+            for (i64 u = begin; u < end; ++u) {
+                const i64 p = u / parts, k = u % parts, c0 = k * cells / parts, c1 = (k + 1) * cells / parts;
                 for (i64 l = 0; l < lanes; ++l) share[l] = static_cast<T>(static_cast<A>(dy[p * lanes + l]) / dv);
                 T *dxp = dx + p * in_plane;
-                if (lanes == 1) std::fill(dxp, dxp + in_plane, share[0]);
-                else for (i64 c = 0; c < in_plane / lanes; ++c) std::copy(share.begin(), share.end(), dxp + c * lanes);
+                if (lanes == 1) std::fill(dxp + c0, dxp + c1, share[0]);
+                else for (i64 c = c0; c < c1; ++c) std::copy(share.begin(), share.end(), dxp + c * lanes);
             }
         });
         return;
@@ -349,65 +352,82 @@ void spread(const T *dy, const Divisor &divisor, T *dx, const Geometry &g) {
     const i64 length = (W.n_out - 1) * stride + (W.kernel - 1) * W.step + 1;
     const i64 start0 = W.first[0] - W.skip[0] * W.step;
     const i64 lo = std::clamp<i64>(-start0, 0, length), hi = std::clamp<i64>(W.n_in - start0, lo, length);
+    // output row r's spread along W, into t[width]; q: a padded row (row_path), share[n_out * lanes]
+    auto spread_row = [&](const T *dyp, i64 r, A *t, A *q, A *share) {
+        if (row_path) {  // sliding windows along W: every tap is a strided add
+            const double row_div = divisor.row(r / H.n_out, r % H.n_out);
+            const double *div = divisor.factor[2];
+            const T *gy = dyp + r * W.n_out;
+            for (i64 ow = 0; ow < W.n_out; ++ow) share[ow] = static_cast<A>(gy[ow]) / static_cast<A>(row_div * div[ow]);
+            std::fill(q, q + length, A(0));
+            for (i64 k = 0; k < W.kernel; ++k) {
+                A *qk = q + k * W.step;
+                if (stride == 1) for (i64 ow = 0; ow < W.n_out; ++ow) qk[ow] += share[ow];
+                else if (stride == 2) for (i64 ow = 0; ow < W.n_out; ++ow) qk[2 * ow] += share[ow];
+                else for (i64 ow = 0; ow < W.n_out; ++ow) qk[ow * stride] += share[ow];
+            }
+            std::fill(t, t + width, A(0));
+            std::copy(q + lo, q + hi, t + start0 + lo);
+            return;
+        }
+        std::fill(t, t + width, A(0));
+        for (i64 ow = 0; ow < W.n_out; ++ow) {
+            const i64 o = r * W.n_out + ow;
+            const A dv = static_cast<A>(divisor.at(r / H.n_out, r % H.n_out, ow));
+            for (i64 l = 0; l < lanes; ++l) share[ow * lanes + l] = static_cast<A>(dyp[o * lanes + l]) / dv;
+        }
+        for (i64 ow = 0; ow < W.n_out; ++ow)
+            for (i64 k = 0; k < W.count[ow]; ++k) {
+                A *cell = t + (W.first[ow] + k * W.step) * lanes;
+                for (i64 l = 0; l < lanes; ++l) cell[l] += share[ow * lanes + l];
+            }
+    };
+    // input row r of one plane: the sum of the spread rows of the windows covering it
+    auto input_row = [&](const A *spread_rows, T *dxp, i64 r, A *sum) {
+        const i64 d = r / H.n_in, h = r % H.n_in;
+        T *row = dxp + r * width;
+        const i64 nd = cover.begin[0][d + 1] - cover.begin[0][d];
+        const i64 nh = cover.begin[1][h + 1] - cover.begin[1][h];
+        if (nd * nh == 1) {  // disjoint windows: a converted copy
+            const A *t = spread_rows + (cover.window[0][cover.begin[0][d]] * H.n_out +
+                                        cover.window[1][cover.begin[1][h]]) * width;
+            for (i64 c = 0; c < width; ++c) row[c] = static_cast<T>(t[c]);
+            return;
+        }
+        std::fill(sum, sum + width, A(0));
+        for (i64 i = cover.begin[0][d]; i < cover.begin[0][d + 1]; ++i)
+            for (i64 j = cover.begin[1][h]; j < cover.begin[1][h + 1]; ++j) {
+                const A *t = spread_rows + (cover.window[0][i] * H.n_out + cover.window[1][j]) * width;
+                for (i64 c = 0; c < width; ++c) sum[c] += t[c];
+            }
+        for (i64 c = 0; c < width; ++c) row[c] = static_cast<T>(sum[c]);
+    };
+    if (few) {  // every plane's spread rows at once, then its input rows, each split by rows
+        std::vector<A> spread_rows(static_cast<size_t>(g.planes * out_rows * width));
+        parallel_for(g.planes * out_rows, 1, [&](i64 begin, i64 end) {
+            auto &sc = Scratch<A>::get();
+            A *q = sized(sc.b, length), *share = sized(sc.row, W.n_out * lanes);
+            for (i64 u = begin; u < end; ++u)
+                spread_row(dy + (u / out_rows) * out_plane, u % out_rows, spread_rows.data() + u * width, q, share);
+        });
+        parallel_for(g.planes * in_rows, 1, [&](i64 begin, i64 end) {
+            A *sum = sized(Scratch<A>::get().b, width);
+            for (i64 u = begin; u < end; ++u)
+                input_row(spread_rows.data() + (u / in_rows) * out_rows * width, dx + (u / in_rows) * in_plane,
+                          u % in_rows, sum);
+        });
+        return;
+    }
     parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
-        std::vector<A> pad_row(row_path ? static_cast<size_t>(length) : 0);
         A *spread_rows = sized(sc.a, out_rows * width);
-        A *sum = sized(sc.b, width);
+        A *sum = sized(sc.b, std::max(width, length));
         A *share = sized(sc.row, W.n_out * lanes);
+        std::vector<A> pad_row(row_path ? static_cast<size_t>(length) : 0);
         for (i64 p = begin; p < end; ++p) {
             const T *dyp = dy + p * out_plane;
-            for (i64 r = 0; r < out_rows; ++r) {
-                A *t = spread_rows + r * width;
-                if (row_path) {  // sliding windows along W: every tap is a strided add
-                    A *q = pad_row.data();
-                    const double row_div = divisor.row(r / H.n_out, r % H.n_out);
-                    const double *div = divisor.factor[2];
-                    const T *gy = dyp + r * W.n_out;
-                    for (i64 ow = 0; ow < W.n_out; ++ow)
-                        share[ow] = static_cast<A>(gy[ow]) / static_cast<A>(row_div * div[ow]);
-                    std::fill(q, q + length, A(0));
-                    for (i64 k = 0; k < W.kernel; ++k) {
-                        A *qk = q + k * W.step;
-                        if (stride == 1) for (i64 ow = 0; ow < W.n_out; ++ow) qk[ow] += share[ow];
-                        else if (stride == 2) for (i64 ow = 0; ow < W.n_out; ++ow) qk[2 * ow] += share[ow];
-                        else for (i64 ow = 0; ow < W.n_out; ++ow) qk[ow * stride] += share[ow];
-                    }
-                    std::fill(t, t + width, A(0));
-                    std::copy(q + lo, q + hi, t + start0 + lo);
-                    continue;
-                }
-                std::fill(t, t + width, A(0));
-                for (i64 ow = 0; ow < W.n_out; ++ow) {
-                    const i64 o = r * W.n_out + ow;
-                    const A dv = static_cast<A>(divisor.at(r / H.n_out, r % H.n_out, ow));
-                    for (i64 l = 0; l < lanes; ++l) share[ow * lanes + l] = static_cast<A>(dyp[o * lanes + l]) / dv;
-                }
-                for (i64 ow = 0; ow < W.n_out; ++ow)
-                    for (i64 k = 0; k < W.count[ow]; ++k) {
-                        A *cell = t + (W.first[ow] + k * W.step) * lanes;
-                        for (i64 l = 0; l < lanes; ++l) cell[l] += share[ow * lanes + l];
-                    }
-            }
-            for (i64 r = 0; r < in_rows; ++r) {
-                const i64 d = r / H.n_in, h = r % H.n_in;
-                T *row = dx + p * in_plane + r * width;
-                const i64 nd = cover.begin[0][d + 1] - cover.begin[0][d];
-                const i64 nh = cover.begin[1][h + 1] - cover.begin[1][h];
-                if (nd * nh == 1) {  // disjoint windows: a converted copy
-                    const A *t = spread_rows + (cover.window[0][cover.begin[0][d]] * H.n_out +
-                                                cover.window[1][cover.begin[1][h]]) * width;
-                    for (i64 c = 0; c < width; ++c) row[c] = static_cast<T>(t[c]);
-                    continue;
-                }
-                std::fill(sum, sum + width, A(0));
-                for (i64 i = cover.begin[0][d]; i < cover.begin[0][d + 1]; ++i)
-                    for (i64 j = cover.begin[1][h]; j < cover.begin[1][h + 1]; ++j) {
-                        const A *t = spread_rows + (cover.window[0][i] * H.n_out + cover.window[1][j]) * width;
-                        for (i64 c = 0; c < width; ++c) sum[c] += t[c];
-                    }
-                for (i64 c = 0; c < width; ++c) row[c] = static_cast<T>(sum[c]);
-            }
+            for (i64 r = 0; r < out_rows; ++r) spread_row(dyp, r, spread_rows + r * width, pad_row.data(), share);
+            for (i64 r = 0; r < in_rows; ++r) input_row(spread_rows, dx + p * in_plane, r, sum);
         }
     });
 }
@@ -454,23 +474,27 @@ void split_ties(const T *x, const T *dy, T *dx, const Geometry &g) {
     });
 }
 
-// Max-unpooling: y = 0 with x written at the flat per-plane indices (the last write wins).
+// Max-unpooling: y = 0 with x written at the flat per-plane indices (the last write wins,
+// so each plane's writes stay in one thread; its zero fill is split when planes are few).
 template <class T>
 void unpool(const T *x, const int64_t *index, T *y, i64 planes, i64 n_in, i64 n_out) {
+    const bool few = planes < 2 * thread_count() && n_out >= (i64(1) << 16);
+    if (few)
+        parallel_for(planes * n_out, i64(1) << 14, [&](i64 begin, i64 end) { std::fill(y + begin, y + end, T(0)); });
     parallel_for(planes, std::max<i64>(1, 16384 / std::max<i64>(n_out, 1)), [&](i64 begin, i64 end) {
         for (i64 p = begin; p < end; ++p) {
             T *yp = y + p * n_out;
-            std::fill(yp, yp + n_out, T(0));
+            if (!few) std::fill(yp, yp + n_out, T(0));
             for (i64 i = 0; i < n_in; ++i) yp[index[p * n_in + i]] = x[p * n_in + i];
         }
     });
 }
 
+// Its gradient: dx = dy at the indices, a gather, split over all of dx.
 template <class T>
 void unpool_backward(const T *dy, const int64_t *index, T *dx, i64 planes, i64 n_in, i64 n_out) {
-    parallel_for(planes, std::max<i64>(1, 16384 / std::max<i64>(n_in, 1)), [&](i64 begin, i64 end) {
-        for (i64 p = begin; p < end; ++p)
-            for (i64 i = 0; i < n_in; ++i) dx[p * n_in + i] = dy[p * n_out + index[p * n_in + i]];
+    parallel_for(planes * n_in, i64(1) << 12, [&](i64 begin, i64 end) {
+        for (i64 i = begin; i < end; ++i) dx[i] = dy[(i / n_in) * n_out + index[i]];
     });
 }
 

@@ -217,46 +217,72 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
     });
 }
 
+// The extreme or sum of `cells` cells of `lanes` values each, per lane, into acc[lanes].
+template <class R, class T, class A>
+inline void reduce_cells(const T *src, i64 cells, i64 lanes, A *acc) {
+    if (lanes == 1) {
+        constexpr int P = 8;  // independent partials: the loop vectorises
+        A part[P];
+        for (int j = 0; j < P; ++j) part[j] = R::template identity<A>();
+        i64 i = 0;
+        for (; i + P <= cells; i += P)
+            for (int j = 0; j < P; ++j) part[j] = combine<R>(static_cast<A>(src[i + j]), part[j]);
+        for (int j = 0; j < 4; ++j) part[j] = combine<R>(part[j + 4], part[j]);  // a tree, not
+        for (int j = 0; j < 2; ++j) part[j] = combine<R>(part[j + 2], part[j]);  // a chain
+        A total = combine<R>(part[1], part[0]);
+        for (; i < cells; ++i) total = combine<R>(static_cast<A>(src[i]), total);
+        acc[0] = total;
+        return;
+    }
+    for (i64 l = 0; l < lanes; ++l) acc[l] = static_cast<A>(src[l]);
+    i64 c = 1;
+    for (; c + 4 <= cells; c += 4) {  // four cells per pass over acc, in order
+        const T *s0 = src + c * lanes, *s1 = s0 + lanes, *s2 = s1 + lanes, *s3 = s2 + lanes;
+        for (i64 l = 0; l < lanes; ++l)
+            acc[l] = combine<R>(static_cast<A>(s3[l]),
+                                combine<R>(static_cast<A>(s2[l]),
+                                           combine<R>(static_cast<A>(s1[l]), combine<R>(static_cast<A>(s0[l]), acc[l]))));
+    }
+    for (; c < cells; ++c)
+        for (i64 l = 0; l < lanes; ++l) acc[l] = combine<R>(static_cast<A>(src[c * lanes + l]), acc[l]);
+}
+
+// Whole-plane (global) reductions. Large planes (one huge image or volume) are cut into
+// parts of cells, each reduced on its own and combined in order; the parts depend on the
+// plane's size only, so a mean rounds the same at any thread count.
 template <class R, class T, class A>
 void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
     const i64 lanes = g.lanes, cells = g.in_plane() / lanes;
     const A scale = out.divisor ? static_cast<A>(out.divisor.at(0, 0, 0)) : A(1);
-    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, g.in_plane()));
-    parallel_for(g.planes, grain, [&](i64 begin, i64 end) {
-        auto &sc = Scratch<A>::get();
-        A *acc = sized(sc.a, lanes);
-        for (i64 p = begin; p < end; ++p) {
-            const T *src = x + p * cells * lanes;
-            T *y = static_cast<T *>(out.y) + p * lanes;
-            if (lanes == 1) {
-                constexpr int P = 8;  // independent partials: the loop vectorises
-                A part[P];
-                for (int j = 0; j < P; ++j) part[j] = R::template identity<A>();
-                i64 i = 0;
-                for (; i + P <= cells; i += P)
-                    for (int j = 0; j < P; ++j) part[j] = combine<R>(static_cast<A>(src[i + j]), part[j]);
-                for (int j = 0; j < 4; ++j) part[j] = combine<R>(part[j + 4], part[j]);  // a tree, not
-                for (int j = 0; j < 2; ++j) part[j] = combine<R>(part[j + 2], part[j]);  // a chain
-                A total = combine<R>(part[1], part[0]);
-                for (; i < cells; ++i) total = combine<R>(static_cast<A>(src[i]), total);
-                y[0] = static_cast<T>(out.divisor ? total / scale : total);
-            } else {
-                for (i64 l = 0; l < lanes; ++l) acc[l] = static_cast<A>(src[l]);
-                i64 c = 1;
-                for (; c + 4 <= cells; c += 4) {  // four cells per pass over acc, in order
-                    const T *s0 = src + c * lanes, *s1 = s0 + lanes, *s2 = s1 + lanes, *s3 = s2 + lanes;
-                    for (i64 l = 0; l < lanes; ++l)
-                        acc[l] = combine<R>(static_cast<A>(s3[l]),
-                                            combine<R>(static_cast<A>(s2[l]),
-                                                       combine<R>(static_cast<A>(s1[l]),
-                                                                  combine<R>(static_cast<A>(s0[l]), acc[l]))));
-                }
-                for (; c < cells; ++c)
-                    for (i64 l = 0; l < lanes; ++l) acc[l] = combine<R>(static_cast<A>(src[c * lanes + l]), acc[l]);
-                for (i64 l = 0; l < lanes; ++l) y[l] = static_cast<T>(out.divisor ? acc[l] / scale : acc[l]);
+    auto put = [&](i64 p, const A *acc) {
+        T *y = static_cast<T *>(out.y) + p * lanes;
+        for (i64 l = 0; l < lanes; ++l) y[l] = static_cast<T>(out.divisor ? acc[l] / scale : acc[l]);
+    };
+    const i64 parts = std::min<i64>({64, std::max<i64>(1, g.in_plane() >> 16), cells});
+    if (parts == 1) {
+        const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, g.in_plane()));
+        parallel_for(g.planes, grain, [&](i64 begin, i64 end) {
+            A *acc = sized(Scratch<A>::get().a, lanes);
+            for (i64 p = begin; p < end; ++p) {
+                reduce_cells<R, T, A>(x + p * cells * lanes, cells, lanes, acc);
+                put(p, acc);
             }
+        });
+        return;
+    }
+    std::vector<A> partial(static_cast<size_t>(g.planes * parts * lanes));
+    parallel_for(g.planes * parts, 1, [&](i64 begin, i64 end) {
+        for (i64 u = begin; u < end; ++u) {
+            const i64 p = u / parts, k = u % parts, c0 = k * cells / parts, c1 = (k + 1) * cells / parts;
+            reduce_cells<R, T, A>(x + (p * cells + c0) * lanes, c1 - c0, lanes, partial.data() + u * lanes);
         }
     });
+    for (i64 p = 0; p < g.planes; ++p) {
+        A *acc = partial.data() + p * parts * lanes;  // parts combined in scan order into the first
+        for (i64 k = 1; k < parts; ++k)
+            for (i64 l = 0; l < lanes; ++l) acc[l] = combine<R>(acc[k * lanes + l], acc[l]);
+        put(p, acc);
+    }
 }
 
 // Large stride-1 windows of max/min (SPP's 5x5 to 13x13): cost independent of the
@@ -301,6 +327,16 @@ inline void padded_plane(const T *plane, const Geometry &g, i64 lanes, i64 n, i6
     }
 }
 
+// Output rows per work unit of a running pass: bands, so that a unit's row buffers
+// (`line_bytes` a padded row) stay in the core's cache and one big image gives every
+// thread work. A band is at least two windows tall (each re-reads kH - 1 rows). The size
+// depends on the geometry only, never on the thread count: a running sum restarts at
+// each band, and results must not change with the threads.
+inline i64 band_rows(i64 oH, i64 kH, i64 line_bytes) {
+    const i64 cache_rows = (i64(512) << 10) / std::max<i64>(line_bytes * 4, 1);
+    return std::min(oH, std::max(cache_rows, 2 * kH));
+}
+
 // L lanes travel together as one cell of L values: L = 1 for channels-first planes; for
 // channels-last data a unit is one image's chunk of L lanes, every loop below running
 // over contiguous cells of L values (the tail chunk's missing lanes are computed on
@@ -309,42 +345,46 @@ template <class R, class T, class A, i64 L>
 void forward_running(const T *x, const Geometry &g, const Outputs &out) {
     const Axis &H = g.axis[1], &W = g.axis[2];
     const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
-    const i64 rows = oH + kH - 1, length = oW + kW - 1;
+    const i64 length = oW + kW - 1;
     const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
     const A identity = R::template identity<A>();
     const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
     const i64 chunks = (lanes + L - 1) / L, line = length * L;  // values per padded row
-    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(H.n_in * W.n_in * L, 1));
-    parallel_for(g.planes * chunks, grain, [&](i64 begin, i64 end) {
+    const i64 band_h = band_rows(oH, kH, line * static_cast<i64>(sizeof(A)));
+    const i64 bands = (oH + band_h - 1) / band_h;
+    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(band_h * W.n_in * L, 1));
+    parallel_for(g.planes * chunks * bands, grain, [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
-        A *padded = sized(sc.a, rows * line);
-        A *suffix = sized(sc.b, rows * line);
-        const i64 band = oH * line;  // every output row's vertical extreme, end to end
-        A *m = sized(sc.row, 3 * band);
-        A *span_a = m + band, *span_b = span_a + band;
-        A *prefix = sized(sc.extra, rows * line);
+        const i64 rows_max = band_h + kH - 1;
+        A *padded = sized(sc.a, rows_max * line);
+        A *suffix = sized(sc.b, rows_max * line);
+        A *m = sized(sc.row, 3 * band_h * line);  // every output row's vertical extreme, end to end
+        A *prefix = sized(sc.extra, rows_max * line);
         for (i64 u = begin; u < end; ++u) {
-            const i64 p = u / chunks, l0 = (u % chunks) * L, n = std::min(L, lanes - l0);
+            const i64 b = u % bands, pc = u / bands, p = pc / chunks, l0 = (pc % chunks) * L;
+            const i64 n = std::min(L, lanes - l0), oh0 = b * band_h, n_oh = std::min(band_h, oH - oh0);
+            const i64 rows = n_oh + kH - 1, band = n_oh * line;
+            A *span_a = m + band, *span_b = span_a + band;
             const T *plane = x + p * in_plane + l0;
-            padded_plane<A, T, L>(plane, g, lanes, n, top, left, rows, length, identity, padded);
+            padded_plane<A, T, L>(plane, g, lanes, n, top + oh0, left, rows, length, identity, padded);
             for (i64 b0 = 0; b0 < rows; b0 += kH) {
                 const i64 b1 = std::min(rows, b0 + kH);
                 std::copy(padded + b0 * line, padded + (b0 + 1) * line, prefix + b0 * line);
                 for (i64 j = b0 + 1; j < b1; ++j) {
                     const A *in = padded + j * line, *before = prefix + (j - 1) * line;
                     A *to = prefix + j * line;
-                    for (i64 b = 0; b < line; ++b) to[b] = combine<R>(in[b], before[b]);
+                    for (i64 c = 0; c < line; ++c) to[c] = combine<R>(in[c], before[c]);
                 }
                 std::copy(padded + (b1 - 1) * line, padded + b1 * line, suffix + (b1 - 1) * line);
                 for (i64 j = b1 - 2; j >= b0; --j) {
                     const A *in = padded + j * line, *after = suffix + (j + 1) * line;
                     A *to = suffix + j * line;
-                    for (i64 b = 0; b < line; ++b) to[b] = combine<R>(in[b], after[b]);
+                    for (i64 c = 0; c < line; ++c) to[c] = combine<R>(in[c], after[c]);
                 }
             }
             // rows oh .. oh+kH-1 = suffix of row oh with prefix of row oh+kH-1, for all oh at once
             const A *right = prefix + (kH - 1) * line;
-            for (i64 b = 0; b < band; ++b) m[b] = combine<R>(right[b], suffix[b]);
+            for (i64 c = 0; c < band; ++c) m[c] = combine<R>(right[c], suffix[c]);
             // doubling spans along W over the whole band; cells that straddle two rows are
             // computed but never read
             const A *cur = m;
@@ -352,12 +392,12 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
             A *next = span_a;
             while (2 * span <= kW) {  // cur[i] holds the extreme of m[i, i + span) (in cells)
                 const i64 ahead = span * L;
-                for (i64 b = 0; b + ahead < band; ++b) next[b] = combine<R>(cur[b + ahead], cur[b]);
+                for (i64 c = 0; c + ahead < band; ++c) next[c] = combine<R>(cur[c + ahead], cur[c]);
                 cur = next, next = next == span_a ? span_b : span_a, span *= 2;
             }
             const i64 rest = (kW - span) * L;  // two overlapping spans cover the window
-            T *y = static_cast<T *>(out.y) + p * out_plane + l0;
-            for (i64 oh = 0; oh < oH; ++oh) {
+            T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW * lanes + l0;
+            for (i64 oh = 0; oh < n_oh; ++oh) {
                 const A *c = cur + oh * line;
                 T *yr = y + oh * oW * lanes;
                 if (L == 1) {
@@ -402,24 +442,29 @@ template <class R, class T, class A>
 void forward_running_indices(const T *x, const Geometry &g, const Outputs &out) {
     const Axis &H = g.axis[1], &W = g.axis[2];
     const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
-    const i64 rows = oH + kH - 1, length = oW + kW - 1, cells = rows * length, band = rows * oW;
+    const i64 length = oW + kW - 1;
     const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
     const A identity = R::template identity<A>();
     const i64 in_plane = g.in_plane(), out_plane = g.out_plane(), n_h = H.n_in, n_w = W.n_in;
     const i64 *w_first = W.first;
     const bool compact = out.kind != IndexKind::flat;
     int64_t *const flat = compact ? nullptr : static_cast<int64_t *>(out.arg);
-    parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
+    const i64 band_h = band_rows(oH, kH, length * static_cast<i64>(sizeof(A) + 4));
+    const i64 bands = (oH + band_h - 1) / band_h;
+    parallel_for(g.planes * bands, std::max<i64>(1, 16384 / std::max<i64>(band_h * n_w, 1)), [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
-        A *va = sized(sc.a, cells), *vb = sized(sc.b, cells);
-        int32_t *ia = sized(sc.wa, cells), *ib = sized(sc.wb, cells);
-        A *pv = sized(sc.row, 2 * band), *sv = pv + band;  // H prefix and suffix extremes
-        int32_t *pi = sized(sc.wc, band), *si = sized(sc.wd, band);
-        A *wv = sized(sc.extra, band);  // each row's W-window extremes
-        int32_t *wi = sized(sc.we, band);
-        for (i64 p = begin; p < end; ++p) {
+        const i64 cells_max = (band_h + kH - 1) * length, band_max = (band_h + kH - 1) * oW;
+        A *va = sized(sc.a, cells_max), *vb = sized(sc.b, cells_max);
+        int32_t *ia = sized(sc.wa, cells_max), *ib = sized(sc.wb, cells_max);
+        A *pv = sized(sc.row, 2 * band_max), *sv = pv + band_max;  // H prefix and suffix extremes
+        int32_t *pi = sized(sc.wc, band_max), *si = sized(sc.wd, band_max);
+        A *wv = sized(sc.extra, band_max);  // each row's W-window extremes
+        int32_t *wi = sized(sc.we, band_max);
+        for (i64 u = begin; u < end; ++u) {
+            const i64 p = u / bands, oh0 = (u % bands) * band_h, oH_b = std::min(band_h, oH - oh0);
+            const i64 rows = oH_b + kH - 1, cells = rows * length, top_b = top + oh0;  // this band's
             const T *plane = x + p * in_plane;
-            padded_plane<A, T, 1>(plane, g, 1, 1, top, left, rows, length, identity, va);
+            padded_plane<A, T, 1>(plane, g, 1, 1, top_b, left, rows, length, identity, va);
             for (i64 c = 0; c < cells; ++c) ia[c] = static_cast<int32_t>(c);
             // along W: cur[c] is the winner of cells [c, c + span) (cells that straddle
             // two rows are computed but never read)
@@ -461,8 +506,8 @@ void forward_running_indices(const T *x, const Geometry &g, const Outputs &out) 
                         pick<R, A>(sv[c + oW], si[c + oW], wv[c], wi[c], sv[c], si[c]);
                     }
             }
-            T *y = static_cast<T *>(out.y) + p * out_plane;
-            for (i64 oh = 0; oh < oH; ++oh) {
+            T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW;
+            for (i64 oh = 0; oh < oH_b; ++oh) {
                 const A *later = pv + (oh + kH - 1) * oW, *earlier = sv + oh * oW;
                 const int32_t *later_i = pi + (oh + kH - 1) * oW, *earlier_i = si + oh * oW;
                 A *value = wv;  // row scratch, free again
@@ -470,16 +515,16 @@ void forward_running_indices(const T *x, const Geometry &g, const Outputs &out) 
                 for (i64 ow = 0; ow < oW; ++ow)
                     pick<R, A>(later[ow], later_i[ow], earlier[ow], earlier_i[ow], value[ow], code[ow]);
                 for (i64 ow = 0; ow < oW; ++ow) y[oh * oW + ow] = static_cast<T>(value[ow]);
-                const i64 first_h = H.first[oh] - top;  // padded row of the first in-bounds cell
+                const i64 first_h = H.first[oh0 + oh] - top_b;  // padded row of the first in-bounds cell
                 for (i64 ow = 0; ow < oW; ++ow) {
                     i64 j = code[ow] >> 16, tap = code[ow] & 0xFFFF;
                     const i64 w = left + ow + tap;
-                    if (top + j < 0 || top + j >= n_h || w < 0 || w >= n_w)  // a padding cell
+                    if (top_b + j < 0 || top_b + j >= n_h || w < 0 || w >= n_w)  // a padding cell
                         j = first_h, tap = w_first[ow] - left - ow;
                     code[ow] = static_cast<int32_t>(compact ? (j - oh) * kW + tap : 0);
-                    if (!compact) flat[p * out_plane + oh * oW + ow] = (top + j) * n_w + left + ow + tap;
+                    if (!compact) flat[p * out_plane + (oh0 + oh) * oW + ow] = (top_b + j) * n_w + left + ow + tap;
                 }
-                const i64 at = p * out_plane + oh * oW;
+                const i64 at = p * out_plane + (oh0 + oh) * oW;
                 if (out.kind == IndexKind::u8)
                     for (i64 ow = 0; ow < oW; ++ow) static_cast<uint8_t *>(out.arg)[at + ow] = static_cast<uint8_t>(code[ow]);
                 else if (out.kind == IndexKind::u16)
@@ -496,36 +541,40 @@ template <class T>
 void forward_running_sum(const T *x, const Geometry &g, const Outputs &out) {
     const Axis &H = g.axis[1], &W = g.axis[2];
     const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
-    const i64 rows = oH + kH - 1, length = oW + kW - 1;
+    const i64 length = oW + kW - 1;
     const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];
     const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
     const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
-    parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
+    const i64 band_h = band_rows(oH, kH, length * static_cast<i64>(sizeof(double)));
+    const i64 bands = (oH + band_h - 1) / band_h;
+    parallel_for(g.planes * bands, std::max<i64>(1, 16384 / std::max<i64>(band_h * W.n_in, 1)), [&](i64 begin, i64 end) {
         auto &sc = Scratch<double>::get();
-        double *column = sized(sc.a, (rows + 1) * length);  // column[j][b]: rows < j summed
+        double *column = sized(sc.a, (band_h + kH) * length);  // column[j][b]: the band's rows < j summed
         double *line = sized(sc.b, length + 1);
-        for (i64 p = begin; p < end; ++p) {
+        for (i64 u = begin; u < end; ++u) {
+            const i64 p = u / bands, oh0 = (u % bands) * band_h, oH_b = std::min(band_h, oH - oh0);
+            const i64 rows = oH_b + kH - 1;
             const T *plane = x + p * in_plane;
             std::fill(column, column + length, 0.0);
             for (i64 j = 0; j < rows; ++j) {
                 const double *above = column + j * length;
                 double *next = column + (j + 1) * length;
-                const i64 h = top + j;
+                const i64 h = top + oh0 + j;
                 if (h < 0 || h >= H.n_in) {
                     std::copy(above, above + length, next);
                     continue;
                 }
                 const T *src = plane + h * W.n_in + left;
-                for (i64 b = 0; b < lo; ++b) next[b] = above[b];
-                for (i64 b = lo; b < hi; ++b) next[b] = above[b] + static_cast<double>(src[b]);
-                for (i64 b = hi; b < length; ++b) next[b] = above[b];
+                for (i64 c = 0; c < lo; ++c) next[c] = above[c];
+                for (i64 c = lo; c < hi; ++c) next[c] = above[c] + static_cast<double>(src[c]);
+                for (i64 c = hi; c < length; ++c) next[c] = above[c];
             }
-            T *y = static_cast<T *>(out.y) + p * out_plane;
-            for (i64 oh = 0; oh < oH; ++oh) {
+            T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW;
+            for (i64 oh = 0; oh < oH_b; ++oh) {
                 const double *upper = column + oh * length, *lower = column + (oh + kH) * length;
                 line[0] = 0.0;
-                for (i64 b = 0; b < length; ++b) line[b + 1] = line[b] + (lower[b] - upper[b]);
-                const double row_div = out.divisor.row(0, oh);
+                for (i64 c = 0; c < length; ++c) line[c + 1] = line[c] + (lower[c] - upper[c]);
+                const double row_div = out.divisor.row(0, oh0 + oh);
                 const double *div = out.divisor.factor[2];
                 T *yr = y + oh * oW;
                 for (i64 o = 0; o < oW; ++o)

@@ -34,10 +34,18 @@ struct Sum {
     static A identity() { return A(0); }
 };
 
+// The float16 element type: _Float16, or on AArch64 with GCC before 13 (no _Float16 in
+// C++) the storage type __fp16 of the same format; both compute through float.
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+using half = __fp16;
+#else
+using half = _Float16;
+#endif
+
 // Accumulator type: float16 works in float32; everything else in itself.
 template <class T>
 struct Acc { using type = T; };
 template <>
-struct Acc<_Float16> { using type = float; };
+struct Acc<half> { using type = float; };
 
 }  // namespace ndpool

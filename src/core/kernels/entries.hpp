@@ -13,7 +13,7 @@
 namespace ndpool {
 
 template <class T> struct Code;
-template <> struct Code<_Float16> { static constexpr DType value = f16; };
+template <> struct Code<half> { static constexpr DType value = f16; };
 template <> struct Code<float> { static constexpr DType value = f32; };
 template <> struct Code<double> { static constexpr DType value = f64; };
 template <> struct Code<int8_t> { static constexpr DType value = i8; };
@@ -26,7 +26,7 @@ template <> struct Code<uint32_t> { static constexpr DType value = u32; };
 template <> struct Code<uint64_t> { static constexpr DType value = u64; };
 
 template <class... T> struct Types {};
-using FloatTypes = Types<_Float16, float, double>;
+using FloatTypes = Types<half, float, double>;
 #if NDPOOL_ALL_TYPES
 using IntegerTypes = Types<uint8_t, uint16_t, int8_t, int16_t, int32_t, int64_t, uint32_t, uint64_t>;
 #else
