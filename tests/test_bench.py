@@ -7,15 +7,18 @@ import pytest
 
 from ndpool import bench
 
-QUICK = ["--scale", "0.02", "--configs", "small_max,global_avg", "--repeats", "1",
+# scale 0.0001: batch 1 in every config
+QUICK = ["--scale", "0.0001", "--configs", "small_max,global_avg", "--repeats", "1",
          "--backend", "reference", "--bandwidth-mb", "8", "--threads", "1,2"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RATIOS = ("ndpool/PyTorch", "ndpool/PyTorch best", "ndpool/bound", "PyTorch/bound")
 
 
-def results_table(text):
-    """The rows of the results table (the one that starts with the ``config | op`` header)."""
+def results_table(text, starts="| config | op | pass"):
+    """The rows of the table whose header line starts with ``starts`` (default: the main
+    table)."""
     lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| config | op | pass"))
+    start = next(i for i, line in enumerate(lines) if line.startswith(starts))
     header = [cell.strip() for cell in lines[start].strip("|").split("|")]
     rows = []
     for line in lines[start + 2:]:
@@ -27,6 +30,15 @@ def results_table(text):
 
 def positive_finite(cell):
     return math.isfinite(float(cell)) and float(cell) > 0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def short_warm_ups():
+    """Warm-ups only steady timings, which no test asserts; at 30 ms per function per
+    measurement they would be most of this file's run time."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(bench, "WARM_SECONDS", 0.001)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +61,27 @@ def test_writes_table_with_every_row_and_column(quick_run):
     assert {(r["config"], r["pass"], r["layout"], r["threads"]) for r in rows} == expected
     assert len(rows) == len(expected)
     for row in rows:
-        for column in ("ndpool ms", "PyTorch ms", "bound ms", "ndpool/PyTorch",
-                       "ndpool/bound", "PyTorch/bound"):
+        for column in ("ndpool ms", "PyTorch ms", "PyTorch best ms", "bound ms") + RATIOS:
             assert positive_finite(row[column]), (column, row)
+
+
+def test_pytorch_best_is_the_best_at_up_to_the_rows_thread_count(quick_run):
+    _, rows = results_table(quick_run[1].read_text())
+    for row in rows:
+        same = [r for r in rows if (r["config"], r["pass"], r["layout"]) ==
+                (row["config"], row["pass"], row["layout"])
+                and int(r["threads"]) <= int(row["threads"])]
+        assert float(row["PyTorch best ms"]) == min(float(r["PyTorch ms"]) for r in same)
+
+
+def test_summary_gives_geometric_means_and_worst_rows(quick_run):
+    text = quick_run[1].read_text()
+    assert re.search(r"Geometric means over the table: ndpool/bound [0-9.e+]+, "
+                     r"ndpool/PyTorch [0-9.e+]+, ndpool/PyTorch best [0-9.e+]+\.", text)
+    assert re.search(r"Worst ndpool/PyTorch best: [0-9.e+]+ \((small_max|global_avg) "
+                     r"(forward|backward) channels_(first|last), [12] threads?\)\.", text)
+    assert re.search(r"Worst ndpool/bound: 1 thread [0-9.e+]+ \([^)]+\); "
+                     r"2 threads [0-9.e+]+ \([^)]+\)\.", text)
 
 
 def test_header_names_machine_versions_and_bandwidth(quick_run):
@@ -85,7 +115,8 @@ def test_runs_without_torch_and_says_so(tmp_path, monkeypatch, capsys):
     _, rows = results_table(text)
     assert len(rows) == 4
     for row in rows:
-        assert row["PyTorch ms"] == row["ndpool/PyTorch"] == row["PyTorch/bound"] == ""
+        assert row["PyTorch ms"] == row["PyTorch best ms"] == row["ndpool/PyTorch"] == ""
+        assert row["ndpool/PyTorch best"] == row["PyTorch/bound"] == ""
         assert positive_finite(row["ndpool/bound"])
 
 
