@@ -1,13 +1,17 @@
 """The benchmark harness runs end to end at a tiny scale; no timing is asserted."""
+import importlib.util
 import math
 import re
 import sys
+import time
 
+import numpy as np
 import pytest
 
 from ndpool import bench
 
-# scale 0.0001: batch 1 in every config
+# scale 0.0001: batch 1 in the main table, a 20x20 image and a 24^3 volume in the science
+# table
 QUICK = ["--scale", "0.0001", "--configs", "small_max,global_avg", "--repeats", "1",
          "--backend", "reference", "--bandwidth-mb", "8", "--threads", "1,2"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -16,7 +20,7 @@ RATIOS = ("ndpool/PyTorch", "ndpool/PyTorch best", "ndpool/bound", "PyTorch/boun
 
 def results_table(text, starts="| config | op | pass"):
     """The rows of the table whose header line starts with ``starts`` (default: the main
-    table)."""
+    table; ``SCIENCE`` for the science table)."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(starts))
     header = [cell.strip() for cell in lines[start].strip("|").split("|")]
@@ -26,6 +30,9 @@ def results_table(text, starts="| config | op | pass"):
             break
         rows.append(dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")))))
     return header, rows
+
+
+SCIENCE = "| config | op | threads"
 
 
 def positive_finite(cell):
@@ -106,7 +113,7 @@ def test_bandwidth_is_positive():
 def test_runs_without_torch_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)     # import torch -> ImportError
     output = tmp_path / "RESULTS.md"
-    code = bench.main(QUICK + ["--threads", "1", "--passes", "forward",
+    code = bench.main(QUICK + ["--threads", "1", "--passes", "forward", "--science", "volume",
                                "--output", str(output)])
     assert code == 0
     assert "PyTorch is not installed" in capsys.readouterr().err
@@ -118,6 +125,11 @@ def test_runs_without_torch_and_says_so(tmp_path, monkeypatch, capsys):
         assert row["PyTorch ms"] == row["PyTorch best ms"] == row["ndpool/PyTorch"] == ""
         assert row["ndpool/PyTorch best"] == row["PyTorch/bound"] == ""
         assert positive_finite(row["ndpool/bound"])
+    _, science = results_table(text, SCIENCE)
+    assert {r["config"] for r in science} == {"volume 24³"}
+    for row in science:
+        assert row["PyTorch ms"] == row["PyTorch best ms"] == row["ndpool/PyTorch best"] == ""
+        assert positive_finite(row["peer ms"]) and positive_finite(row["ndpool/peer"])
 
 
 def test_rejects_unknown_config(capsys):
@@ -131,8 +143,9 @@ def test_scale_keeps_a_batch_of_at_least_one():
     assert bench.CONFIGS["stem"].scaled_shape(0.5) == (16, 64, 112, 112)
 
 
-TINY = QUICK + ["--configs", "global_avg", "--threads", "1", "--passes", "forward",
-                "--layouts", "channels_first"]
+ONE_ROW = QUICK + ["--configs", "global_avg", "--threads", "1", "--passes", "forward",
+                   "--layouts", "channels_first"]
+TINY = ONE_ROW + ["--science", "none"]
 
 
 def test_plain_progress_lines_without_tqdm(tmp_path, monkeypatch, capsys):
@@ -147,3 +160,99 @@ def test_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys):
                               "--plot", str(tmp_path / "r.png")])
     assert code == 1 and "ndpool[plot]" in capsys.readouterr().err
     assert (tmp_path / "r.md").exists() and not (tmp_path / "r.png").exists()
+
+
+# ------------------------------------------------------------- one image, one volume
+def expected_science_rows(groups, threads):
+    """(config, op, threads, peer) of every science row the tiny scale gives."""
+    has_scipy = importlib.util.find_spec("scipy") is not None
+    filters = {"max": "maximum_filter", "min": "minimum_filter", "avg": "uniform_filter"}
+    rows = set()
+    for n in threads:
+        if "image" in groups:
+            rows |= {("image 20×20", f"{op} k{k} s1 same", str(n),
+                      f"scipy {filters[op]}" if has_scipy else "")
+                     for k in bench.IMAGE_WINDOWS for op in bench.IMAGE_OPS}
+        if "volume" in groups:
+            peers = ["NumPy reshape"] + ["skimage block_reduce"] * (
+                importlib.util.find_spec("skimage") is not None)
+            rows |= {("volume 24³", f"{op} 2×2×2", str(n), peer)
+                     for op in ("max", "mean") for peer in peers}
+    return rows
+
+
+def test_science_table_has_every_row_and_column(quick_run):
+    header, rows = results_table(quick_run[1].read_text(), SCIENCE)
+    assert tuple(header) == bench.SCIENCE_COLUMNS
+    assert {(r["config"], r["op"], r["threads"], r["peer name"]) for r in rows} == (
+        expected_science_rows(("image", "volume"), (1, 2)))
+    for row in rows:
+        for column in ("ndpool ms", "PyTorch ms", "PyTorch best ms", "bound ms",
+                       "ndpool/PyTorch best", "ndpool/bound"):
+            assert positive_finite(row[column]), (column, row)
+        if row["peer name"]:
+            assert positive_finite(row["peer ms"]) and positive_finite(row["ndpool/peer"])
+        if row["threads"] == "1":
+            assert row["vs 1 thread"] == ""
+        else:
+            assert positive_finite(row["vs 1 thread"]), row
+
+
+def test_science_peers_are_timed_once_and_repeated(quick_run):
+    _, rows = results_table(quick_run[1].read_text(), SCIENCE)
+    by_case = {}
+    for row in rows:
+        by_case.setdefault((row["config"], row["op"], row["peer name"]), set()).add(
+            row["peer ms"])
+    assert all(len(times) == 1 for times in by_case.values())
+
+
+def test_science_summary_and_note(quick_run):
+    text = quick_run[1].read_text()
+    assert "## One image, one volume" in text
+    assert text.index("## One image, one volume") > text.index("| config | op | pass")
+    assert re.search(r"ndpool at 2 threads / at 1 thread: geometric mean [0-9.e+]+, worst "
+                     r"[0-9.e+]+ \([^)]+\); the target at 2 threads is at most 0\.6\.", text)
+    assert "a speed comparison, not a value check" in text
+
+
+@pytest.mark.parametrize("choice", ["image", "volume", "none"])
+def test_science_option_selects_the_cases(choice, tmp_path):
+    pytest.importorskip("torch")
+    output = tmp_path / "r.md"
+    argv = ONE_ROW + ["--science", choice, "--output", str(output)]
+    assert bench.main(argv) == 0
+    text = output.read_text()
+    if choice == "none":
+        assert "One image, one volume" not in text and SCIENCE not in text
+        return
+    _, rows = results_table(text, SCIENCE)
+    assert {(r["config"], r["op"], r["threads"], r["peer name"]) for r in rows} == (
+        expected_science_rows((choice,), (1,)))
+
+
+def test_science_sides_follow_the_scale():
+    assert bench.science_side(2048, 1.0, 2) == 2048
+    assert bench.science_side(512, 1.0, 3) == 512
+    assert bench.science_side(512, 0.125, 3) == 256
+    assert bench.science_side(2048, 1e-9, 2) == 16
+
+
+def test_pytorch_skipped_past_its_tap_limit():
+    torch = pytest.importorskip("torch")
+    cases = bench.image_cases(1.0, torch, np.random.default_rng(0))
+    untimed = {case.title for case in cases if case.torch_call is None}
+    assert untimed == {f"{op} k{k} s1 same" for op in bench.IMAGE_OPS for k in (15, 31, 63)}
+    del cases
+
+
+# ----------------------------------------------------------------------- timing rules
+def test_long_calls_are_timed_by_at_most_three_calls():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.02)
+
+    (seconds,) = bench.time_interleaved([slow], None, long_call=0.01)
+    assert len(calls) == bench.LONG_CALLS and seconds > 0

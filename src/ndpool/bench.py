@@ -3,9 +3,11 @@
 Every config is timed forward and backward (the pullback of ``ndpool.vjp``, alone), at
 each thread count and in each layout, as medians of interleaved repeats after a
 warm-up. The bound is ``bytes that must move / memory bandwidth``, the bandwidth
-measured in the same run with a large ``np.copyto``. Prints a Markdown table and writes
-it to benchmarks/RESULTS.md (``--output``); ``--plot FILE.png`` draws the ratios.
-Quick look: ``ndpool bench --scale 0.05 --threads 1``.
+measured in the same run with a large ``np.copyto``. A second table times what
+scientists run (one big image, one big volume) against SciPy, scikit-image and NumPy
+too (``--science``).
+Prints Markdown and writes it to benchmarks/RESULTS.md (``--output``); ``--plot
+FILE.png`` draws the ratios. Quick look: ``ndpool bench --scale 0.05 --threads 1``.
 """
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,6 +34,13 @@ WARM_SECONDS = 0.03      # untimed calls that open every timed block
 MAX_REPEATS = 50
 LAYOUTS = ("channels_first", "channels_last")
 PASSES = ("forward", "backward")
+SCIENCE = ("all", "none", "image", "volume")
+# A call this long ramps the CPU up by itself, and timing it seven times (first call,
+# three warm-ups, three repeats) would take the science table past a minute: such calls
+# get at most LONG_CALLS calls in all, fewer where they would pass LONG_CALL_BUDGET.
+LONG_CALL_SECONDS = 0.1
+LONG_CALLS = 3
+LONG_CALL_BUDGET = 2.0
 
 
 # ------------------------------------------------------------------------ configs
@@ -135,7 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--passes", type=_choices("pass", PASSES), default=PASSES,
                         metavar="PASS,...", help="forward and/or backward")
     parser.add_argument("--scale", type=_positive(float), default=1.0,
-                        help="multiply every batch size by this (at least 1), e.g. 0.05")
+                        help="multiply every batch size by this (at least 1), e.g. 0.05; "
+                        "the science image's side by its square root, the volume's by its "
+                        "cube root (at least 16)")
     parser.add_argument("--repeats", type=_positive(int), default=None,
                         help="timed repeats per measurement (default: enough for about "
                         f"{TARGET_SECONDS} s, at least 3)")
@@ -147,11 +159,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also draw the ratios as a bar chart (needs ndpool[plot])")
     parser.add_argument("--bandwidth-mb", type=_positive(int), default=256,
                         help="size of the np.copyto that measures the bandwidth (MB)")
+    parser.add_argument("--science", choices=SCIENCE, default="all",
+                        help="the second table: one 2048x2048 image (max/min/avg, k 3 to 63, "
+                        "against scipy.ndimage) and one 512^3 volume (2x2x2 max/mean, "
+                        "against skimage and NumPy); default: %(default)s")
 
 
 # ------------------------------------------------------------------------ timing
 def time_interleaved(functions: Sequence[Callable[[], object]],
-                     repeats: Optional[int]) -> List[float]:
+                     repeats: Optional[int],
+                     long_call: Optional[float] = None) -> List[float]:
     """Median seconds per call of each function, timed in alternating blocks.
 
     Alternating spreads the drift of a shared machine over every function alike. Each
@@ -162,16 +179,42 @@ def time_interleaved(functions: Sequence[Callable[[], object]],
     for about ``TARGET_SECONDS / len(functions)`` of its own time (3 to ``MAX_REPEATS``),
     so a fast call is not timed only three times because the other one is slow.
 
+    With ``long_call`` (seconds) and no ``repeats``, a function whose first call took at
+    least that long is timed on its own afterwards: ``LONG_CALLS`` calls in all, the first
+    one counted and no warm-up (a call that long ramps the CPU up by itself), fewer where
+    they would pass ``LONG_CALL_BUDGET`` seconds.
+
     >>> [t >= 0 for t in time_interleaved([lambda: None, lambda: 1], repeats=2)]
     [True, True]
+    >>> [t >= 0 for t in time_interleaved([lambda: time.sleep(0.02)], None, long_call=0.01)]
+    [True]
     """
-    counts = []
-    for function in functions:
-        start = time.perf_counter()
-        function()
-        took = time.perf_counter() - start
-        share = TARGET_SECONDS / len(functions)
-        counts.append(repeats or min(MAX_REPEATS, max(3, int(share / max(took, 1e-9)))))
+    firsts = [_seconds(function) for function in functions]
+    long_ones = [i for i, took in enumerate(firsts)
+                 if long_call is not None and not repeats and took >= long_call]
+    short = [i for i in range(len(functions)) if i not in long_ones]
+    medians = dict(zip(short, _alternate([functions[i] for i in short],
+                                         [firsts[i] for i in short], repeats)))
+    for i in long_ones:
+        calls = max(1, min(LONG_CALLS, int(LONG_CALL_BUDGET / firsts[i])))
+        medians[i] = statistics.median(
+            [firsts[i]] + [_seconds(functions[i]) for _ in range(calls - 1)])
+    return [medians[i] for i in range(len(functions))]
+
+
+def _seconds(function: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def _alternate(functions, firsts, repeats) -> List[float]:
+    """The alternating blocks of ``time_interleaved``, sized from each first call."""
+    if not functions:
+        return []
+    share = TARGET_SECONDS / len(functions)
+    counts = [repeats or min(MAX_REPEATS, max(3, int(share / max(took, 1e-9))))
+              for took in firsts]
     blocks = min(3, min(counts)) if len(functions) > 1 else 1
     seconds: List[List[float]] = [[] for _ in functions]
     for block in range(blocks):
@@ -181,9 +224,7 @@ def time_interleaved(functions: Sequence[Callable[[], object]],
             while time.perf_counter() - start < WARM_SECONDS:
                 function()
             for _ in range(count // blocks + (block < count % blocks)):
-                start = time.perf_counter()
-                function()
-                times.append(time.perf_counter() - start)
+                times.append(_seconds(function))
     return [statistics.median(times) for times in seconds]
 
 
@@ -346,6 +387,7 @@ class Report:
     torch_version: Optional[str]
     options: argparse.Namespace
     load: Tuple[float, float] = (math.nan, math.nan)   # 1-minute load, start and end
+    science: List["ScienceRow"] = field(default_factory=list)
 
 
 def import_torch():
@@ -392,14 +434,15 @@ def _set_threads(n: int, torch) -> None:
 
 
 def collect(options: argparse.Namespace, torch) -> Report:
-    """Measure the bandwidth, then every selected config; restores the thread counts."""
+    """Measure the bandwidth, then every selected config and the science cases; restores
+    the thread counts."""
     import ndpool
     before = (ndpool.get_num_threads(), torch.get_num_threads() if torch else None)
     load_start = _load_average()
     bandwidth = {n: measure_bandwidth(n, options.bandwidth_mb)
                  for n in sorted({1, *options.threads})}
     total = len(options.configs) * len(options.layouts) * len(options.passes) * len(
-        options.threads)
+        options.threads) + science_count(options)
     progress, rows = _progress(total), []
     rng = np.random.default_rng(0)
     report = Report(rows, bandwidth, options.backend, torch.__version__ if torch else None,
@@ -411,6 +454,7 @@ def collect(options: argparse.Namespace, torch) -> Report:
                                       rng, progress)
                 gc.collect()   # the largest configs hold ~1 GB between them
         fill_torch_best(rows)
+        report.science = collect_science(options, torch, bandwidth, rng, progress)
     finally:
         progress.close()
         ndpool.set_num_threads(before[0])
@@ -447,6 +491,204 @@ def _measure_case(config, layout, options, torch, bandwidth, rng, progress) -> L
     return rows
 
 
+# ------------------------------------------------------------ one image, one volume
+IMAGE_SIDE = 2048
+IMAGE_WINDOWS = (3, 5, 9, 15, 31, 63)
+IMAGE_OPS = ("max", "min", "avg")
+VOLUME_SIDE = 512
+# PyTorch's stride-1 pools visit all k*k taps of every window (no running max): past
+# this many taps one call takes seconds (k=63 on 2048x2048: about 15 s on a 2-vCPU VM)
+# and would take the science table far past its minute, so those rows are not timed.
+TORCH_MAX_TAPS = 5e8
+
+
+def science_side(full: int, scale: float, dims: int) -> int:
+    """The side of the science image (``dims=2``) or volume (3) at ``scale``: the pixel
+    count follows the scale, the side is even (2x2x2 blocks) and at least 16.
+
+    >>> science_side(2048, 1.0, 2), science_side(2048, 0.05, 2), science_side(512, 1e-6, 3)
+    (2048, 458, 16)
+    """
+    return max(16, 2 * round(full * scale ** (1 / dims) / 2))
+
+
+@dataclass
+class ScienceCase:
+    """One forward op on the shared image or volume: ndpool's call, PyTorch's (None when
+    not installed or not timed) and the single-threaded peers', by name."""
+    config: str
+    title: str
+    ours: Callable[[], object]
+    torch_call: Optional[Callable[[], object]]
+    peers: Dict[str, Callable[[], object]]
+    bytes_moved: int
+
+
+def image_cases(scale: float, torch, rng) -> List[ScienceCase]:
+    """max / min / avg with ``padding="same"`` at every window of ``IMAGE_WINDOWS``."""
+    import ndpool
+    side = science_side(IMAGE_SIDE, scale, 2)
+    image = rng.random((side, side), dtype=np.float32)
+    x = image[None, None]
+    tensor = torch.from_numpy(x) if torch is not None else None
+    cases = []
+    for k in IMAGE_WINDOWS:
+        for op in IMAGE_OPS:
+            ours = partial(getattr(ndpool, f"{op}_pool2d"), x, k, 1, padding="same")
+            timed = tensor is not None and k * k * image.size <= TORCH_MAX_TAPS
+            cases.append(ScienceCase(
+                f"image {side}×{side}", f"{op} k{k} s1 same", ours,
+                partial(_torch_image_pool, torch, tensor, op, k) if timed else None,
+                _scipy_filters(image, op, k), 2 * image.nbytes))
+    return cases
+
+
+def _torch_image_pool(torch, tensor, op: str, k: int):
+    """PyTorch's same-size pooling for odd ``k``: padding k // 2, padded cells never win
+    (max pads with -inf) and never count (``count_include_pad=False``), as ndpool's."""
+    pool = torch.nn.functional
+    if op == "max":
+        return pool.max_pool2d(tensor, k, 1, k // 2)
+    if op == "min":
+        return -pool.max_pool2d(-tensor, k, 1, k // 2)
+    return pool.avg_pool2d(tensor, k, 1, k // 2, count_include_pad=False)
+
+
+def _scipy_filters(image: np.ndarray, op: str, k: int) -> Dict[str, Callable[[], object]]:
+    try:
+        from scipy import ndimage
+    except ImportError:
+        return {}
+    function = {"max": ndimage.maximum_filter, "min": ndimage.minimum_filter,
+                "avg": ndimage.uniform_filter}[op]
+    return {f"scipy {function.__name__}": partial(function, image, size=k)}
+
+
+def volume_cases(scale: float, torch, rng) -> List[ScienceCase]:
+    """2x2x2 max and mean of one volume (a typical downsampling step)."""
+    import ndpool
+    side = science_side(VOLUME_SIDE, scale, 3)
+    volume = rng.random((side,) * 3, dtype=np.float32)
+    x = volume[None, None]
+    half = side // 2
+    blocks = volume.reshape(half, 2, half, 2, half, 2)   # a view: no copy is timed
+    cases = []
+    for op, ours, reduce, torch_op in (("max", ndpool.max_pool3d, np.max, "max_pool3d"),
+                                       ("mean", ndpool.avg_pool3d, np.mean, "avg_pool3d")):
+        peers = _skimage_block_reduce(volume, reduce)
+        peers["NumPy reshape"] = partial(reduce, blocks, axis=(1, 3, 5))
+        torch_call = None if torch is None else partial(
+            getattr(torch.nn.functional, torch_op), torch.from_numpy(x), 2)
+        cases.append(ScienceCase(f"volume {side}³", f"{op} 2×2×2", partial(ours, x, 2),
+                                 torch_call, peers, volume.nbytes * 9 // 8))
+    return cases
+
+
+def _skimage_block_reduce(volume: np.ndarray, reduce) -> Dict[str, Callable[[], object]]:
+    try:
+        from skimage.measure import block_reduce
+    except ImportError:
+        return {}
+    return {"skimage block_reduce": partial(block_reduce, volume, (2, 2, 2), reduce)}
+
+
+SCIENCE_GROUPS = {"image": image_cases, "volume": volume_cases}
+
+
+def science_groups(choice: str) -> List[str]:
+    """The science groups ``--science`` selects.
+
+    >>> science_groups("all"), science_groups("volume"), science_groups("none")
+    (['image', 'volume'], ['volume'], [])
+    """
+    return {"all": list(SCIENCE_GROUPS), "none": []}.get(choice, [choice])
+
+
+@dataclass
+class ScienceRow:
+    config: str
+    title: str
+    threads: int
+    ndpool_s: float
+    torch_s: Optional[float]
+    peer: str
+    peer_s: Optional[float]
+    bound_s: float
+    torch_best_s: Optional[float] = None       # set by fill_torch_best
+    single_thread_s: Optional[float] = None    # ndpool at 1 thread: fill_single_thread
+
+    @property
+    def key(self) -> tuple:
+        return (self.config, self.title, self.peer)
+
+    @property
+    def label(self) -> str:
+        return f"{self.config} {self.title}"
+
+    @property
+    def vs_torch_best(self) -> Optional[float]:
+        return _ratio(self.ndpool_s, self.torch_best_s)
+
+    @property
+    def vs_peer(self) -> Optional[float]:
+        return _ratio(self.ndpool_s, self.peer_s)
+
+    @property
+    def vs_bound(self) -> float:
+        return self.ndpool_s / self.bound_s
+
+    @property
+    def vs_single_thread(self) -> Optional[float]:
+        return _ratio(self.ndpool_s, self.single_thread_s) if self.threads > 1 else None
+
+
+def fill_single_thread(rows: Sequence[ScienceRow]) -> None:
+    """Give each row ndpool's 1-thread time of the same case (None without that row)."""
+    single = {r.key: r.ndpool_s for r in rows if r.threads == 1}
+    for row in rows:
+        row.single_thread_s = single.get(row.key)
+
+
+def collect_science(options, torch, bandwidth, rng, progress) -> List[ScienceRow]:
+    """Every selected science case at every thread count; one group's array at a time."""
+    rows: List[ScienceRow] = []
+    for group in science_groups(options.science):
+        cases = SCIENCE_GROUPS[group](options.scale, torch, rng)
+        for case in cases:
+            rows += _measure_science(case, options, torch, bandwidth, progress)
+        del cases
+        gc.collect()   # the volume alone is 512 MiB at scale 1
+    fill_torch_best(rows)
+    fill_single_thread(rows)
+    return rows
+
+
+def _measure_science(case, options, torch, bandwidth, progress) -> List[ScienceRow]:
+    rows, peer_seconds = [], None
+    for threads in options.threads:
+        progress.set_description(f"{case.config} {case.title} {threads}t")
+        _set_threads(threads, torch)
+        functions = [case.ours] + ([case.torch_call] if case.torch_call else [])
+        if peer_seconds is None:   # single-threaded peers: timed once, at the first count
+            functions += list(case.peers.values())
+        times = time_interleaved(functions, options.repeats, long_call=LONG_CALL_SECONDS)
+        torch_s = times[1] if case.torch_call else None
+        if peer_seconds is None:
+            peer_seconds = dict(zip(case.peers, times[1 + bool(case.torch_call):]))
+        bound = case.bytes_moved / usable_bandwidth(bandwidth, threads)
+        rows += [ScienceRow(case.config, case.title, threads, times[0], torch_s, peer,
+                            seconds, bound)
+                 for peer, seconds in (peer_seconds.items() or [("", None)])]
+        progress.update(1)
+    return rows
+
+
+def science_count(options) -> int:
+    """How many measurements the science table takes (for the progress bar)."""
+    per_group = {"image": len(IMAGE_WINDOWS) * len(IMAGE_OPS), "volume": 2}
+    return sum(per_group[g] for g in science_groups(options.science)) * len(options.threads)
+
+
 # --------------------------------------------------------------------- the table
 COLUMNS = ("config", "op", "pass", "layout", "threads", "ndpool ms", "PyTorch ms",
            "PyTorch best ms", "bound ms", "ndpool/PyTorch", "ndpool/PyTorch best",
@@ -479,6 +721,94 @@ def table_lines(rows: Sequence[Row]) -> List[str]:
          _number(r.ndpool_s, 1e3), _number(r.torch_s, 1e3), _number(r.torch_best_s, 1e3),
          _number(r.bound_s, 1e3), _number(r.vs_torch), _number(r.vs_torch_best),
          _number(r.vs_bound), _number(r.torch_vs_bound)) for r in rows])
+
+
+SCIENCE_COLUMNS = ("config", "op", "threads", "ndpool ms", "PyTorch ms", "PyTorch best ms",
+                   "peer name", "peer ms", "bound ms", "ndpool/PyTorch best", "ndpool/peer",
+                   "ndpool/bound", "vs 1 thread")
+
+
+def science_table_lines(rows: Sequence[ScienceRow]) -> List[str]:
+    """The Markdown science table, one line per (case, thread count, peer)."""
+    return markdown_table(SCIENCE_COLUMNS, "llrrrrlrrrrrr", [
+        (r.config, r.title, str(r.threads), _number(r.ndpool_s, 1e3),
+         _number(r.torch_s, 1e3), _number(r.torch_best_s, 1e3), r.peer,
+         _number(r.peer_s, 1e3), _number(r.bound_s, 1e3), _number(r.vs_torch_best),
+         _number(r.vs_peer), _number(r.vs_bound), _number(r.vs_single_thread))
+        for r in rows])
+
+
+def science_lines(report: Report) -> List[str]:
+    """The "one image, one volume" section: what was run, the table, how to read it."""
+    rows = report.science
+    if not rows:
+        return []
+    scale = report.options.scale
+    image, volume = science_side(IMAGE_SIDE, scale, 2), science_side(VOLUME_SIDE, scale, 3)
+    image_mb, volume_mb = _number(image ** 2 * 4 / 1e6), _number(volume ** 3 * 4 / 1e6)
+    intro = (f"What scientists run: one {image}×{image} image, given to ndpool as (1, 1, "
+             f"{image}, {image}) ({image_mb} MB), and one {volume}³ volume as (1, 1, "
+             f"{volume}, {volume}, {volume}) ({volume_mb} MB); float32, forward only, at "
+             "each thread count.")
+    return (["## One image, one volume", "", intro, ""] + science_table_lines(rows) + [""]
+            + _science_summary(rows) + ["", _science_note(report), ""])
+
+
+def _science_summary(rows: Sequence[ScienceRow]) -> List[str]:
+    # one ndpool measurement per (case, threads), whatever the number of peers
+    unique = list({(r.config, r.title, r.threads): r for r in rows}.values())
+    parts = [f"ndpool/bound {_number(_geometric_mean([r.vs_bound for r in unique]))}"]
+    for name, values in (("ndpool/PyTorch best", [r.vs_torch_best for r in unique]),
+                         ("ndpool/peer", [r.vs_peer for r in rows])):
+        mean = _geometric_mean(values)
+        if mean is not None:
+            parts.append(f"{name} {_number(mean)}")
+    lines = ["Geometric means over the table: " + ", ".join(parts) + "."]
+    for name, ratio, pool in (("ndpool/PyTorch best", "vs_torch_best", unique),
+                              ("ndpool/peer", "vs_peer", rows)):
+        worst = _worst(pool, ratio)
+        if worst is not None:
+            peer = f" vs {worst.peer}" if ratio == "vs_peer" else ""
+            lines.append(f"Worst {name}: {_number(getattr(worst, ratio))} ({worst.label}"
+                         f"{peer}, {_threads_word(worst.threads)}).")
+    for n, worst in _worst_per_threads(unique, "vs_single_thread"):
+        mean = _geometric_mean([r.vs_single_thread for r in unique if r.threads == n])
+        lines.append(f"ndpool at {n} threads / at 1 thread: geometric mean {_number(mean)}, "
+                     f"worst {_number(worst.vs_single_thread)} ({worst.label}); the target "
+                     "at 2 threads is at most 0.6.")
+    return lines
+
+
+def _science_note(report: Report) -> str:
+    rows, scale = report.science, report.options.scale
+    image = science_side(IMAGE_SIDE, scale, 2)
+    untimed = [k for k in IMAGE_WINDOWS if k * k * image * image > TORCH_MAX_TAPS]
+    peers = {r.peer for r in rows}
+    missing = [f"{name} is not installed (its rows have no peer)" for name, marker, group in
+               (("SciPy", "scipy", "image"), ("scikit-image", "skimage", "volume"))
+               if any(r.config.startswith(group) for r in rows)
+               and not any(p.startswith(marker) for p in peers)]
+    text = (
+        "Image: ndpool gets `padding=\"same\"` (padded cells never win and never count); "
+        "PyTorch gets padding k // 2 (the same size for odd k), `avg_pool2d` with "
+        "`count_include_pad=False`, min as `-max_pool2d(-x)` (both negations timed): the "
+        "same values. The peers `scipy.ndimage.maximum_filter` / `minimum_filter` / "
+        "`uniform_filter` with `size=k` follow scipy's edge mode (`reflect`), not ndpool's "
+        "padding rule, so their edge cells differ: a speed comparison, not a value check. ")
+    if report.torch_version and untimed and any(r.config.startswith("image") for r in rows):
+        text += (f"PyTorch is not timed for k = {', '.join(map(str, untimed))}: its stride-1 "
+                 f"pools visit all k² taps of every window; past {TORCH_MAX_TAPS / 1e6:g} "
+                 "million taps one call takes seconds. ")
+    text += (
+        "Volume: `skimage.measure.block_reduce(v, (2, 2, 2), np.max / np.mean)`, a NumPy "
+        "reshape `v.reshape(D/2, 2, H/2, 2, W/2, 2).max(axis=(1, 3, 5))` (`.mean`), and "
+        "PyTorch's `max_pool3d` / `avg_pool3d`. The peers are single-threaded: timed once, "
+        "at the first thread count, their number repeated in later rows. vs 1 thread: "
+        "ndpool's time at n threads / its time at 1 thread. bound = (input + output bytes) "
+        f"/ bandwidth. A call of {LONG_CALL_SECONDS:g} s or more is timed alone by at most "
+        f"{LONG_CALLS} calls in all, fewer past {LONG_CALL_BUDGET:g} s, without warm-up (a "
+        "call that long warms the CPU up itself).")
+    return text + "".join(f" {line}." for line in missing)
 
 
 def _geometric_mean(values: Sequence[float]) -> Optional[float]:
@@ -514,8 +844,10 @@ def _revision() -> str:
 
 
 def render(report: Report, command: str) -> str:
-    """The whole Markdown document: the machine, the configs, the table, how to read it."""
-    return "\n".join(_header_lines(report, command) + _main_lines(report))
+    """The whole Markdown document: the machine, the configs, the main table, the science
+    table, and how to read each."""
+    return "\n".join(_header_lines(report, command) + _main_lines(report)
+                     + science_lines(report))
 
 
 def _header_lines(report: Report, command: str) -> List[str]:
