@@ -8,14 +8,16 @@ import time
 import numpy as np
 import pytest
 
-from ndpool import bench
+from ndpool import _naive, bench
 
 # scale 0.0001: batch 1 in the main table, a 20x20 image and a 24^3 volume in the science
-# table
+# table, a (1, 1, 64, 64) input for the naive loop
 QUICK = ["--scale", "0.0001", "--configs", "small_max,global_avg", "--repeats", "1",
          "--backend", "reference", "--bandwidth-mb", "8", "--threads", "1,2"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RATIOS = ("ndpool/PyTorch", "ndpool/PyTorch best", "ndpool/bound", "PyTorch/bound")
+NAIVE_LINE = re.compile(r"ndpool is ([0-9.e+]+)× faster than the naive four-loop max "
+                        r"pooling \(forward\), ([0-9.e+]+)× \(backward\)")
 
 
 def results_table(text, starts="| config | op | pass"):
@@ -114,7 +116,7 @@ def test_runs_without_torch_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)     # import torch -> ImportError
     output = tmp_path / "RESULTS.md"
     code = bench.main(QUICK + ["--threads", "1", "--passes", "forward", "--science", "volume",
-                               "--output", str(output)])
+                               "--no-naive", "--output", str(output)])
     assert code == 0
     assert "PyTorch is not installed" in capsys.readouterr().err
     text = output.read_text()
@@ -145,7 +147,7 @@ def test_scale_keeps_a_batch_of_at_least_one():
 
 ONE_ROW = QUICK + ["--configs", "global_avg", "--threads", "1", "--passes", "forward",
                    "--layouts", "channels_first"]
-TINY = ONE_ROW + ["--science", "none"]
+TINY = ONE_ROW + ["--science", "none", "--no-naive"]
 
 
 def test_plain_progress_lines_without_tqdm(tmp_path, monkeypatch, capsys):
@@ -220,7 +222,7 @@ def test_science_summary_and_note(quick_run):
 def test_science_option_selects_the_cases(choice, tmp_path):
     pytest.importorskip("torch")
     output = tmp_path / "r.md"
-    argv = ONE_ROW + ["--science", choice, "--output", str(output)]
+    argv = ONE_ROW + ["--science", choice, "--no-naive", "--output", str(output)]
     assert bench.main(argv) == 0
     text = output.read_text()
     if choice == "none":
@@ -244,6 +246,43 @@ def test_pytorch_skipped_past_its_tap_limit():
     untimed = {case.title for case in cases if case.torch_call is None}
     assert untimed == {f"{op} k{k} s1 same" for op in bench.IMAGE_OPS for k in (15, 31, 63)}
     del cases
+
+
+# --------------------------------------------------------------------- the naive loop
+def test_naive_loop_section(quick_run):
+    text = quick_run[1].read_text()
+    assert "## The textbook's naive loop" in text
+    forward, backward = NAIVE_LINE.search(text).groups()
+    assert positive_finite(forward) and positive_finite(backward)
+
+
+@pytest.mark.parametrize("kernel_size, stride", [(2, 2), (3, 2), (3, 1)])
+def test_naive_loop_equals_ndpool(kernel_size, stride):
+    import ndpool
+    # distinct values, so the winner of every window is unique whatever the tie rule
+    x = np.random.default_rng(1).permutation(2 * 3 * 9 * 11).astype(np.float64)
+    x = x.reshape(2, 3, 9, 11)
+    y, pullback = ndpool.vjp(ndpool.max_pool2d, x, kernel_size, stride)
+    dy = np.random.default_rng(2).standard_normal(y.shape)
+    np.testing.assert_array_equal(_naive.naive_max_pool2d(x, kernel_size, stride), y)
+    np.testing.assert_allclose(
+        _naive.naive_max_pool2d_backward(x, dy, kernel_size, stride), pullback(dy))
+
+
+def test_no_naive_leaves_the_section_out(tmp_path):
+    output = tmp_path / "r.md"
+    assert bench.main(TINY + ["--output", str(output)]) == 0
+    assert "naive loop" not in output.read_text()
+
+
+def test_naive_loop_mismatch_is_a_clear_error(monkeypatch, tmp_path):
+    def zeros(x, kernel_size, stride):   # a wrong forward: the check must catch it
+        return np.zeros(_naive.output_shape(x.shape, kernel_size, stride), dtype=x.dtype)
+
+    monkeypatch.setattr(_naive, "naive_max_pool2d", zeros)
+    argv = ONE_ROW + ["--science", "none", "--naive", "--output", str(tmp_path / "r.md")]
+    with pytest.raises(RuntimeError, match="differs from the naive four-loop max pooling"):
+        bench.main(argv)
 
 
 # ----------------------------------------------------------------------- timing rules

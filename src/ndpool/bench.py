@@ -5,7 +5,7 @@ each thread count and in each layout, as medians of interleaved repeats after a
 warm-up. The bound is ``bytes that must move / memory bandwidth``, the bandwidth
 measured in the same run with a large ``np.copyto``. A second table times what
 scientists run (one big image, one big volume) against SciPy, scikit-image and NumPy
-too (``--science``).
+too (``--science``), and the naive four-loop max pooling gives the "before" (``--naive``).
 Prints Markdown and writes it to benchmarks/RESULTS.md (``--output``); ``--plot
 FILE.png`` draws the ratios. Quick look: ``ndpool bench --scale 0.05 --threads 1``.
 """
@@ -147,7 +147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=_positive(float), default=1.0,
                         help="multiply every batch size by this (at least 1), e.g. 0.05; "
                         "the science image's side by its square root, the volume's by its "
-                        "cube root (at least 16)")
+                        "cube root (at least 16); the naive loop's batch and channels")
     parser.add_argument("--repeats", type=_positive(int), default=None,
                         help="timed repeats per measurement (default: enough for about "
                         f"{TARGET_SECONDS} s, at least 3)")
@@ -163,6 +163,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the second table: one 2048x2048 image (max/min/avg, k 3 to 63, "
                         "against scipy.ndimage) and one 512^3 volume (2x2x2 max/mean, "
                         "against skimage and NumPy); default: %(default)s")
+    parser.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
+                        help="time the naive four-loop max pooling too (default: on)")
 
 
 # ------------------------------------------------------------------------ timing
@@ -388,6 +390,7 @@ class Report:
     options: argparse.Namespace
     load: Tuple[float, float] = (math.nan, math.nan)   # 1-minute load, start and end
     science: List["ScienceRow"] = field(default_factory=list)
+    naive: Optional["NaiveResult"] = None
 
 
 def import_torch():
@@ -434,15 +437,15 @@ def _set_threads(n: int, torch) -> None:
 
 
 def collect(options: argparse.Namespace, torch) -> Report:
-    """Measure the bandwidth, then every selected config and the science cases; restores
-    the thread counts."""
+    """Measure the bandwidth, then every selected config, the science cases and the naive
+    loop; restores the thread counts."""
     import ndpool
     before = (ndpool.get_num_threads(), torch.get_num_threads() if torch else None)
     load_start = _load_average()
     bandwidth = {n: measure_bandwidth(n, options.bandwidth_mb)
                  for n in sorted({1, *options.threads})}
     total = len(options.configs) * len(options.layouts) * len(options.passes) * len(
-        options.threads) + science_count(options)
+        options.threads) + science_count(options) + 2 * options.naive
     progress, rows = _progress(total), []
     rng = np.random.default_rng(0)
     report = Report(rows, bandwidth, options.backend, torch.__version__ if torch else None,
@@ -455,6 +458,8 @@ def collect(options: argparse.Namespace, torch) -> Report:
                 gc.collect()   # the largest configs hold ~1 GB between them
         fill_torch_best(rows)
         report.science = collect_science(options, torch, bandwidth, rng, progress)
+        if options.naive:
+            report.naive = measure_naive(options, rng, progress)
     finally:
         progress.close()
         ndpool.set_num_threads(before[0])
@@ -689,6 +694,97 @@ def science_count(options) -> int:
     return sum(per_group[g] for g in science_groups(options.science)) * len(options.threads)
 
 
+# ------------------------------------------------------------------ the naive loop
+NAIVE_SHAPE = (2, 16, 64, 64)   # about a second of pure-Python loops, repeats included
+NAIVE_KERNEL = 2
+
+
+def naive_shape(scale: float) -> Tuple[int, ...]:
+    """The naive loop's input at ``scale``: batch and channels scaled (at least 1).
+
+    >>> naive_shape(1.0), naive_shape(0.01)
+    ((2, 16, 64, 64), (1, 1, 64, 64))
+    """
+    batch, channels, *spatial = NAIVE_SHAPE
+    return (max(1, round(batch * scale)), max(1, round(channels * scale)), *spatial)
+
+
+@dataclass
+class NaiveResult:
+    """Seconds per call of the naive loop and of ndpool (1 thread), by pass."""
+    shape: Tuple[int, ...]
+    naive_s: Dict[str, float]
+    ndpool_s: Dict[str, float]
+
+    def speedup(self, pass_: str) -> float:
+        return self.naive_s[pass_] / self.ndpool_s[pass_]
+
+
+def measure_naive(options, rng, progress) -> NaiveResult:
+    """Check the naive loop against ndpool on tie-free input, then time both at 1 thread
+    (the loop is single-threaded)."""
+    import ndpool
+    from ._naive import naive_max_pool2d, naive_max_pool2d_backward
+
+    shape, k = naive_shape(options.scale), NAIVE_KERNEL
+    # distinct values: the winner of every window is unique, whatever the tie rule
+    x = rng.permutation(math.prod(shape)).astype(np.float32).reshape(shape)
+    y, pullback = ndpool.vjp(ndpool.max_pool2d, x, k, k)
+    dy = rng.standard_normal(y.shape, dtype=np.float32)
+    check_naive(x, dy, y, pullback(dy), options.backend)
+    ndpool.set_num_threads(1)
+    calls = {"forward": (partial(naive_max_pool2d, x, k, k),
+                         partial(ndpool.max_pool2d, x, k, k)),
+             "backward": (partial(naive_max_pool2d_backward, x, dy, k, k),
+                          partial(pullback, dy))}
+    result = NaiveResult(shape, {}, {})
+    for pass_, functions in calls.items():
+        progress.set_description(f"naive loop {pass_}")
+        result.naive_s[pass_], result.ndpool_s[pass_] = time_interleaved(
+            functions, options.repeats, long_call=LONG_CALL_SECONDS)
+        progress.update(1)
+    return result
+
+
+def check_naive(x, dy, y, dx, backend: str) -> None:
+    """Raise unless ndpool's ``y`` and ``dx`` equal the naive loop's: a speed-up between
+    different answers would mean nothing."""
+    from numpy.testing import assert_allclose, assert_array_equal
+    from ._naive import naive_max_pool2d, naive_max_pool2d_backward
+
+    k = NAIVE_KERNEL
+    checks = (("forward", assert_array_equal, y, naive_max_pool2d(x, k, k)),
+              # allclose: overlapping windows would add dy in another order
+              ("backward", partial(assert_allclose, rtol=1e-6, atol=1e-6), dx,
+               naive_max_pool2d_backward(x, dy, k, k)))
+    for pass_, check, ours, theirs in checks:
+        try:
+            check(ours, theirs)
+        except AssertionError as error:
+            raise RuntimeError(
+                f"ndpool bench: ndpool.max_pool2d ({pass_}, backend {backend}) differs from "
+                f"the naive four-loop max pooling on an input of shape {x.shape}, "
+                f"k{k} s{k}:{error}") from error
+
+
+def naive_lines(result: NaiveResult, backend: str) -> List[str]:
+    """The RESULTS.md section on the naive loop."""
+    n, c, h, w = result.shape
+    forward, backward = result.speedup("forward"), result.speedup("backward")
+    return [
+        "## The textbook's naive loop", "",
+        f"ndpool is {_number(forward)}× faster than the naive four-loop max pooling "
+        f"(forward), {_number(backward)}× (backward).", "",
+        f"Input ({n}, {c}, {h}, {w}) float32 of distinct values, k{NAIVE_KERNEL} "
+        f"s{NAIVE_KERNEL}. The loop (`ndpool._naive`) runs `for n, for c, for i, for j` "
+        "taking `x[n, c, i*s:i*s+k, j*s:j*s+k].max()`; its backward adds dy at each "
+        "window's `argmax`. Both were checked equal to ndpool's before timing. Naive: "
+        f"{_number(result.naive_s['forward'], 1e3)} ms forward, "
+        f"{_number(result.naive_s['backward'], 1e3)} ms backward; ndpool (1 thread, backend "
+        f"`{backend}`): {_number(result.ndpool_s['forward'], 1e3)} ms, "
+        f"{_number(result.ndpool_s['backward'], 1e3)} ms.", ""]
+
+
 # --------------------------------------------------------------------- the table
 COLUMNS = ("config", "op", "pass", "layout", "threads", "ndpool ms", "PyTorch ms",
            "PyTorch best ms", "bound ms", "ndpool/PyTorch", "ndpool/PyTorch best",
@@ -845,9 +941,11 @@ def _revision() -> str:
 
 def render(report: Report, command: str) -> str:
     """The whole Markdown document: the machine, the configs, the main table, the science
-    table, and how to read each."""
-    return "\n".join(_header_lines(report, command) + _main_lines(report)
-                     + science_lines(report))
+    table, the naive loop, and how to read each."""
+    lines = _header_lines(report, command) + _main_lines(report) + science_lines(report)
+    if report.naive is not None:
+        lines += naive_lines(report.naive, report.backend)
+    return "\n".join(lines)
 
 
 def _header_lines(report: Report, command: str) -> List[str]:
