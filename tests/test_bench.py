@@ -1,4 +1,5 @@
 """The benchmark harness runs end to end at a tiny scale; no timing is asserted."""
+import argparse
 import importlib.util
 import math
 import re
@@ -39,6 +40,12 @@ SCIENCE = "| config | op | threads"
 
 def positive_finite(cell):
     return math.isfinite(float(cell)) and float(cell) > 0
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    return parser.parse_args(argv)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -97,6 +104,8 @@ def test_header_names_machine_versions_and_bandwidth(quick_run):
     text = quick_run[1].read_text()
     assert bench.cpu_name() in text and "backend `reference`" in text
     assert "PyTorch 2." in text and "NumPy" in text and "threads: 1, 2" in text
+    simd = bench.simd_config()
+    assert f"- SIMD: `{simd['simd']}` in use (built: {', '.join(simd['simd_built'])}" in text
     bandwidth_line = next(line for line in text.splitlines() if "memory bandwidth" in line)
     bandwidths = [float(b) for b in re.findall(r"([0-9.]+) GB/s", bandwidth_line)]
     assert len(bandwidths) == 2 and all(b > 0 and math.isfinite(b) for b in bandwidths)
@@ -295,3 +304,78 @@ def test_long_calls_are_timed_by_at_most_three_calls():
 
     (seconds,) = bench.time_interleaved([slow], None, long_call=0.01)
     assert len(calls) == bench.LONG_CALLS and seconds > 0
+
+
+# -------------------------------------------------------------------------- --simd
+DISPATCH = {"simd": "avx2", "simd_built": ["baseline", "avx2", "avx512"],
+            "simd_supported": ["baseline", "avx2"], "threads": 2}
+
+
+def test_simd_config_without_dispatch_says_native(monkeypatch):
+    import ndpool
+    monkeypatch.delattr(ndpool, "show_config", raising=False)
+    assert bench.simd_config() == {"simd": "native", "simd_built": ["native"],
+                                   "simd_supported": ["native"]}
+
+
+def test_simd_config_asks_show_config(monkeypatch):
+    import ndpool
+    monkeypatch.setattr(ndpool, "show_config", lambda mode: dict(DISPATCH), raising=False)
+    assert bench.simd_config() == DISPATCH
+
+
+def test_simd_rejects_unknown_level(capsys):
+    with pytest.raises(SystemExit):
+        bench.main(["--simd", "sse9"])
+    error = capsys.readouterr().err
+    assert "sse9" in error and all(level in error for level in bench.SIMD_LEVELS)
+
+
+def test_simd_in_use_runs_here(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "simd_config", lambda: dict(DISPATCH))
+    monkeypatch.setattr(bench.subprocess, "call", lambda *a, **k: pytest.fail("re-ran"))
+    output = tmp_path / "r.md"
+    assert bench.main(TINY + ["--simd", "avx2", "--output", str(output)]) == 0
+    assert "- SIMD: `avx2` in use (built: baseline, avx2, avx512; this CPU runs: " \
+           "baseline, avx2)" in output.read_text()
+
+
+def test_simd_other_level_reruns_in_a_subprocess(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "simd_config", lambda: dict(DISPATCH))
+    seen = {}
+
+    def call(command, env):
+        seen.update(command=command, env=env)
+        return 7
+
+    monkeypatch.setattr(bench.subprocess, "call", call)
+    output = tmp_path / "r.md"
+    argv = TINY + ["--output", str(output)]
+    assert bench.main(argv + ["--simd", "baseline"]) == 7   # the child's exit code
+    assert seen["env"]["NDPOOL_SIMD"] == "baseline"
+    assert seen["command"][:4] == [sys.executable, "-m", "ndpool.cli", "bench"]
+    assert "--simd" not in seen["command"]
+    rerun, original = vars(parse(seen["command"][4:])), vars(parse(argv))
+    assert rerun == {**original, "simd": None}
+    assert not output.exists()
+
+
+def test_simd_level_not_built_or_not_runnable_is_an_error(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "simd_config", lambda: dict(DISPATCH))
+    monkeypatch.setattr(bench.subprocess, "call", lambda *a, **k: pytest.fail("re-ran"))
+    assert bench.main(TINY + ["--simd", "neon"]) == 2
+    assert "--simd neon is not built into this core (built: baseline, avx2, avx512)" in (
+        capsys.readouterr().err)
+    assert bench.main(TINY + ["--simd", "avx512"]) == 2
+    assert "this CPU cannot run it (it runs: baseline, avx2)" in capsys.readouterr().err
+
+
+def test_rerun_argv_reproduces_every_option(tmp_path):
+    argv = ["--configs", "stem,spp", "--threads", "2,1", "--layouts", "channels_last",
+            "--passes", "backward", "--scale", "0.25", "--repeats", "4", "--backend",
+            "reference", "--output", str(tmp_path / "o.md"), "--plot", str(tmp_path / "p.png"),
+            "--bandwidth-mb", "16", "--science", "image", "--no-naive", "--simd", "neon"]
+    args = parse(argv)
+    assert set(vars(args)) == set(vars(parse([])))        # the list above names every option
+    assert all(vars(args)[name] != value for name, value in vars(parse([])).items())
+    assert vars(parse(bench.rerun_argv(args))) == {**vars(args), "simd": None}

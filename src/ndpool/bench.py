@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ WARM_SECONDS = 0.03      # untimed calls that open every timed block
 MAX_REPEATS = 50
 LAYOUTS = ("channels_first", "channels_last")
 PASSES = ("forward", "backward")
+SIMD_LEVELS = ("baseline", "avx2", "avx512", "neon")   # what NDPOOL_SIMD accepts
 SCIENCE = ("all", "none", "image", "volume")
 # A call this long ramps the CPU up by itself, and timing it seven times (first call,
 # three warm-ups, three repeats) would take the science table past a minute: such calls
@@ -165,6 +167,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "against skimage and NumPy); default: %(default)s")
     parser.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
                         help="time the naive four-loop max pooling too (default: on)")
+    parser.add_argument("--simd", choices=SIMD_LEVELS, default=None, metavar="LEVEL",
+                        help="SIMD level of the compiled core, one of "
+                        f"{', '.join(SIMD_LEVELS)}; another than the one in use re-runs the "
+                        "benchmark in a fresh process with NDPOOL_SIMD=LEVEL")
 
 
 # ------------------------------------------------------------------------ timing
@@ -391,6 +397,7 @@ class Report:
     load: Tuple[float, float] = (math.nan, math.nan)   # 1-minute load, start and end
     science: List["ScienceRow"] = field(default_factory=list)
     naive: Optional["NaiveResult"] = None
+    simd: dict = field(default_factory=dict)           # simd_config() of this process
 
 
 def import_torch():
@@ -449,7 +456,7 @@ def collect(options: argparse.Namespace, torch) -> Report:
     progress, rows = _progress(total), []
     rng = np.random.default_rng(0)
     report = Report(rows, bandwidth, options.backend, torch.__version__ if torch else None,
-                    options)
+                    options, simd=simd_config())
     try:
         for name in options.configs:
             for layout in options.layouts:
@@ -925,7 +932,6 @@ def cpu_name() -> str:
 def _revision() -> str:
     """`` (git abc1234, uncommitted changes)`` for a source checkout, else nothing: a
     results file must say which code it measured."""
-    import subprocess
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
@@ -959,6 +965,7 @@ def _header_lines(report: Report, command: str) -> List[str]:
     return [
         "# ndpool benchmark results", "",
         f"- CPU: {cpu_name()}, `os.cpu_count()` = {os.cpu_count()}",
+        _simd_line(report.simd or simd_config()),
         f"- Python {platform.python_version()}, NumPy {np.__version__}, {torch}, "
         f"ndpool {ndpool.__version__}{_revision()}, backend `{report.backend}`",
         f"- threads: {', '.join(map(str, o.threads))} (`ndpool.set_num_threads` = "
@@ -1080,12 +1087,113 @@ def _bars(ax, rows, pass_, attribute, configs, variants) -> None:
         ax.text(0.5, 0.5, "PyTorch not installed", transform=ax.transAxes, ha="center")
 
 
+# ------------------------------------------------------------------- the SIMD level
+def simd_config() -> dict:
+    """The compiled core's SIMD level in use (``"simd"``), the levels built (lowest first)
+    and those this CPU runs; a core without run-time dispatch reports ``"native"``.
+
+    >>> sorted(simd_config())[:3]
+    ['simd', 'simd_built', 'simd_supported']
+    """
+    import ndpool
+    show_config = getattr(ndpool, "show_config", None)
+    if show_config is None:   # cores before run-time dispatch are built for one level
+        return {"simd": "native", "simd_built": ["native"], "simd_supported": ["native"]}
+    return show_config(mode="dict")
+
+
+def simd_problem(level: str, config: dict) -> Optional[str]:
+    """Why the core cannot run ``level``, or None (also when it does not say what it has).
+
+    >>> simd_problem("avx512", {"simd_built": ["baseline", "avx2"],
+    ...                         "simd_supported": ["baseline", "avx2"]})
+    'ndpool bench: --simd avx512 is not built into this core (built: baseline, avx2)'
+    """
+    built, supported = config["simd_built"], config["simd_supported"]
+    if built == ["native"]:
+        return None
+    if level not in built:
+        return (f"ndpool bench: --simd {level} is not built into this core "
+                f"(built: {', '.join(built)})")
+    if level not in supported:
+        return (f"ndpool bench: --simd {level} is built but this CPU cannot run it "
+                f"(it runs: {', '.join(supported)})")
+    return None
+
+
+def rerun_argv(args: argparse.Namespace) -> List[str]:
+    """Options that reproduce ``args`` in a fresh process, ``--simd`` left out.
+
+    >>> parser = argparse.ArgumentParser(); add_arguments(parser)
+    >>> args = parser.parse_args(["--threads", "2", "--no-naive", "--simd", "avx2"])
+    >>> argv = rerun_argv(args)
+    >>> argv[argv.index("--threads") + 1], "--no-naive" in argv, "--simd" in argv
+    ('2', True, False)
+    """
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    argv = []
+    for name in vars(parser.parse_args([])):   # every option of add_arguments, by dest
+        value, option = getattr(args, name), "--" + name.replace("_", "-")
+        if name == "simd" or value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(option if value else "--no-" + option[2:])
+        else:
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            argv += [option, text]
+    return argv
+
+
+def rerun_with_simd(args: argparse.Namespace, level: str) -> int:
+    """Run the same benchmark in a fresh process with ``NDPOOL_SIMD=level`` (the core
+    fixes its level at import), its output streaming through; its exit code."""
+    import ndpool
+    package_root = str(Path(ndpool.__file__).resolve().parents[1])   # the same ndpool
+    environment = dict(os.environ, NDPOOL_SIMD=level, PYTHONPATH=os.pathsep.join(
+        filter(None, (package_root, os.environ.get("PYTHONPATH")))))
+    command = [sys.executable, "-m", "ndpool.cli", "bench", *rerun_argv(args)]
+    print(f"ndpool bench: SIMD level {simd_config()['simd']} in use; re-running with "
+          f"NDPOOL_SIMD={level}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    return subprocess.call(command, env=environment)
+
+
+def _simd_line(simd: dict) -> str:
+    asked = os.environ.get("NDPOOL_SIMD")
+    line = (f"- SIMD: `{simd['simd']}` in use (built: {', '.join(simd['simd_built'])}; "
+            f"this CPU runs: {', '.join(simd['simd_supported'])})")
+    if asked and asked != simd["simd"]:
+        return line + f"; NDPOOL_SIMD={asked} was asked for but is not what the core runs"
+    return line + (f", set by NDPOOL_SIMD={asked}" if asked else "")
+
+
 # ----------------------------------------------------------------------- entry points
+def _switch_simd(args: argparse.Namespace) -> Optional[int]:
+    """None to run here; else the exit code of the run with ``--simd``'s level in a fresh
+    process, or 2 when this core cannot run it. Warns when NDPOOL_SIMD did not take."""
+    config = simd_config()
+    if args.simd is not None and args.simd != config["simd"]:
+        problem = simd_problem(args.simd, config)
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
+        return rerun_with_simd(args, args.simd)
+    asked = os.environ.get("NDPOOL_SIMD")
+    if asked and asked != config["simd"]:
+        print(f"ndpool bench: NDPOOL_SIMD={asked} is set but the core runs {config['simd']} "
+              "(a core without run-time dispatch, or one that fell back)", file=sys.stderr)
+    return None
+
+
 def run(args: argparse.Namespace, command: Optional[str] = None) -> int:
     """Run the benchmark described by ``args`` (from ``add_arguments``); 0 on success."""
     import ndpool
     from . import backends
 
+    elsewhere = _switch_simd(args)
+    if elsewhere is not None:
+        return elsewhere
     args.backend = args.backend or backends.default_backend()
     if args.backend == "compiled" and backends.default_backend() != "compiled":
         print("ndpool bench: the compiled backend is not available in this build; "
@@ -1095,6 +1203,8 @@ def run(args: argparse.Namespace, command: Optional[str] = None) -> int:
     with ndpool.use_backend(args.backend):
         report = collect(args, torch)
     command = command or " ".join(["ndpool"] + sys.argv[1:])
+    if os.environ.get("NDPOOL_SIMD"):   # part of what was measured: the command says it
+        command = f"NDPOOL_SIMD={os.environ['NDPOOL_SIMD']} {command}"
     text = render(report, command)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
