@@ -402,6 +402,33 @@ void spread(const T *dy, const Divisor &divisor, T *dx, const Geometry &g) {
             }
         for (i64 c = 0; c < width; ++c) row[c] = static_cast<T>(sum[c]);
     };
+    bool single = true;  // every input row under at most one output row (disjoint along D and H)
+    for (int a = 0; a < 2; ++a)
+        for (size_t i = 0; i + 1 < cover.begin[a].size(); ++i) single = single && cover.begin[a][i + 1] - cover.begin[a][i] <= 1;
+    if (few && single) {  // each output row's spread made once, written to the input rows it alone covers
+        parallel_for(g.planes * out_rows, 1, [&](i64 begin, i64 end) {
+            auto &sc = Scratch<A>::get();
+            A *t = sized(sc.a, width), *q = sized(sc.b, length), *share = sized(sc.row, W.n_out * lanes);
+            for (i64 u = begin; u < end; ++u) {
+                const i64 p = u / out_rows, o = u % out_rows, od = o / H.n_out, oh = o % H.n_out;
+                spread_row(dy + p * out_plane, o, t, q, share);
+                for (i64 td = 0; td < D.count[od]; ++td)
+                    for (i64 th = 0; th < H.count[oh]; ++th) {
+                        const i64 r = (D.first[od] + td * D.step) * H.n_in + H.first[oh] + th * H.step;
+                        T *row = dx + p * in_plane + r * width;
+                        for (i64 c = 0; c < width; ++c) row[c] = static_cast<T>(t[c]);
+                    }
+            }
+        });
+        parallel_for(g.planes * in_rows, 64, [&](i64 begin, i64 end) {  // rows no window reaches
+            for (i64 u = begin; u < end; ++u) {
+                const i64 r = u % in_rows, d = r / H.n_in, h = r % H.n_in;
+                if (cover.begin[0][d + 1] == cover.begin[0][d] || cover.begin[1][h + 1] == cover.begin[1][h])
+                    std::fill(dx + (u / in_rows) * in_plane + r * width, dx + (u / in_rows) * in_plane + (r + 1) * width, T(0));
+            }
+        });
+        return;
+    }
     if (few) {  // every plane's spread rows at once, then its input rows, each split by rows
         std::vector<A> spread_rows(static_cast<size_t>(g.planes * out_rows * width));
         parallel_for(g.planes * out_rows, 1, [&](i64 begin, i64 end) {
