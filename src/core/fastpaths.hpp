@@ -329,12 +329,12 @@ inline void padded_plane(const T *plane, const Geometry &g, i64 lanes, i64 n, i6
 
 // Output rows per work unit of a running pass: bands, so that a unit's row buffers
 // (`line_bytes` a padded row) stay in the core's cache and one big image gives every
-// thread work. A band is at least two windows tall (each re-reads kH - 1 rows). The size
+// thread work. A band is four windows tall where the buffers allow (each re-reads kH - 1 rows). The size
 // depends on the geometry only, never on the thread count: a running sum restarts at
 // each band, and results must not change with the threads.
 inline i64 band_rows(i64 oH, i64 kH, i64 line_bytes) {
-    const i64 cache_rows = (i64(512) << 10) / std::max<i64>(line_bytes * 4, 1);
-    return std::min(oH, std::max(cache_rows, 2 * kH));
+    const i64 cache_rows = (i64(1) << 20) / std::max<i64>(line_bytes * 4, 1);
+    return std::min(oH, std::max(cache_rows, std::min(4 * kH, 4 * cache_rows)));
 }
 
 // L lanes travel together as one cell of L values: L = 1 for channels-first planes; for
