@@ -1092,8 +1092,9 @@ def simd_config() -> dict:
     """The compiled core's SIMD level in use (``"simd"``), the levels built (lowest first)
     and those this CPU runs; a core without run-time dispatch reports ``"native"``.
 
-    >>> sorted(simd_config())[:3]
-    ['simd', 'simd_built', 'simd_supported']
+    >>> info = simd_config()
+    >>> {"simd", "simd_built", "simd_supported"} <= set(info), info["simd"] in info["simd_built"]
+    (True, True)
     """
     import ndpool
     show_config = getattr(ndpool, "show_config", None)
