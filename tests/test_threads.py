@@ -27,6 +27,21 @@ def restore_threads():
     ndpool.set_num_threads(before)
 
 
+def _dy(y):
+    """A fixed upstream gradient for output y (float64 for integer outputs)."""
+    return np.random.default_rng(y.size).standard_normal(y.shape).astype(
+        y.dtype if y.dtype.kind == "f" else np.float64)
+
+
+def grad(op, x, *args, **kwargs):
+    """A call of op's vjp that returns (result, dx) for the fixed gradient."""
+    def call():
+        result, pullback = ndpool.vjp(op, x, *args, **kwargs)
+        y = result[0] if isinstance(result, tuple) else result
+        return result, pullback(_dy(y))
+    return call
+
+
 def _jobs():
     """(name, call) pairs: mixed ops and sizes, many planes or one plane (row split),
     channels-last with many lanes, forward and backward."""
@@ -36,15 +51,6 @@ def _jobs():
     lanes = rng.standard_normal((1, 48, 40, 64)).astype(np.float32)    # (N, H, W, C)
     volume = rng.standard_normal((1, 1, 24, 30, 28)).astype(np.float32)
     line = rng.integers(0, 255, (1, 1, 30000)).astype(np.uint8)
-    dy = lambda y: np.random.default_rng(y.size).standard_normal(y.shape).astype(
-        y.dtype if y.dtype.kind == "f" else np.float64)
-
-    def grad(op, x, *args, **kwargs):
-        def call():
-            result, pullback = ndpool.vjp(op, x, *args, **kwargs)
-            y = result[0] if isinstance(result, tuple) else result
-            return result, pullback(dy(y))
-        return call
 
     return [
         ("max2d one plane", lambda: ndpool.max_pool2d(one_plane, 3, 2, 1, return_indices=True)),
@@ -88,14 +94,6 @@ def _large_plane_jobs():
     volume = rng.standard_normal((1, 1, 48, 50, 46)).astype(np.float32)
     lanes = rng.standard_normal((1, 96, 90, 64)).astype(np.float32)   # (N, H, W, C)
     big = rng.standard_normal((1, 1, 700, 650))
-    dy = lambda y: np.random.default_rng(y.size).standard_normal(y.shape).astype(y.dtype)
-
-    def grad(op, x, *args, **kwargs):
-        def call():
-            result, pullback = ndpool.vjp(op, x, *args, **kwargs)
-            y = result[0] if isinstance(result, tuple) else result
-            return result, pullback(dy(y))
-        return call
 
     pooled, where = ndpool.max_pool2d(image, 3, 2, 1, return_indices=True)
     return [
