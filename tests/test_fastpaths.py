@@ -49,6 +49,33 @@ def test_running_max_min_large_stride1_windows(seed):
         np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_running_max_min_nan_in_some_bands_only(dtype):
+    """The running pass checks each band for NaN and runs its passes without the NaN test
+    where there is none: one tall plane cut into bands, NaN (and -inf, +inf, -0.0) in a
+    few bands only, planes with and without NaN side by side, channels-first and -last."""
+    rng = np.random.default_rng(7)
+    x = data(rng, (3, 1, 70, 2100), dtype)   # 2100-wide rows: bands of 31 to 52 rows
+    x[0, 0, 3, 5] = np.nan            # a NaN in the first band of plane 0
+    x[0, 0, 66, 2099] = np.nan        # and in its last band
+    x[1, 0, 30:40, 0] = -np.inf       # plane 1: no NaN, infinities and signed zeros
+    x[1, 0, 50, 7:20] = np.inf
+    x[1, 0, 60:65, :] = -0.0
+    x[2, 0, 69, 0] = np.nan           # plane 2: NaN in its last row only
+    last = data(rng, (1, 40, 300, 17), dtype)   # one chunk of 16 lanes and a partial one
+    last[0, 2, 3, 16] = np.nan
+    last[0, 35, 299, 0] = np.nan
+    for op in (ndpool.max_pool2d, ndpool.min_pool2d):
+        for k, pad in ((5, 2), (13, 6)):
+            ref, got = both(lambda: op(x, k, 1, pad))
+            np.testing.assert_array_equal(got, ref)
+            assert np.isnan(got[0, 0, :8]).any() and not np.isnan(got[1]).any()
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(ref))
+            ref, got = both(lambda: op(last, k, 1, pad, layout="channels_last"))
+            np.testing.assert_array_equal(got, ref)
+            assert np.isnan(got[0, :8, :, 16]).any() and not np.isnan(got[0, 16:28]).any()
+
+
 @pytest.mark.parametrize("seed", range(30))
 def test_running_max_min_channels_last(seed):
     """Channels-last large windows run the running extremes on chunks of lanes (a

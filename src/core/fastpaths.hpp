@@ -298,33 +298,55 @@ inline bool running_fits(const Geometry &g, bool any_lanes = false) {
 // One plane (or one chunk of L lanes of a channels-last image) copied into `rows` padded
 // rows of `length` cells of L values, identity outside the input: rows [top, top + rows)
 // and columns [left, left + length) of the input, which may start in the padding. `n`
-// of the L lanes are read; the rest hold the identity.
-template <class A, class T, i64 L>
-inline void padded_plane(const T *plane, const Geometry &g, i64 lanes, i64 n, i64 top, i64 left,
-                         i64 rows, i64 length, A identity, A *padded) {
+// of the L lanes are read; the rest hold the identity. Rows lie `line` values apart
+// (a multiple of V, at least length * L; the cells past the row's end hold the identity too). Returns
+// whether a copied value is a NaN (never, for integers).
+template <class A, class T, i64 L, i64 V>
+inline bool padded_plane(const T *plane, const Geometry &g, i64 lanes, i64 n, i64 top, i64 left,
+                         i64 rows, i64 length, i64 line, A identity, A *padded) {
     const Axis &H = g.axis[1], &W = g.axis[2];
     const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
-    const i64 line = length * L;
+    int nan = 0;
     for (i64 j = 0; j < rows; ++j) {
         A *row = padded + j * line;
         const i64 h = top + j;
-        if (h < 0 || h >= H.n_in) {
-            std::fill(row, row + line, identity);
-            continue;
-        }
-        std::fill(row, row + lo * L, identity);
-        std::fill(row + hi * L, row + line, identity);
+        // the whole row in vectors first (line is a multiple of V), then the input over it:
+        // cheaper than filling the short edges cell by cell
+        for (i64 c = 0; c < line; c += V)
+            for (i64 l = 0; l < V; ++l) row[c + l] = identity;
+        if (h < 0 || h >= H.n_in) continue;
         const T *src = plane + (h * W.n_in + left) * lanes;
         if (L == 1) {
-            for (i64 b = lo; b < hi; ++b) row[b] = static_cast<A>(src[b]);
+            for (i64 b = lo; b < hi; ++b) {
+                const A v = static_cast<A>(src[b]);
+                row[b] = v;
+                nan |= v != v;
+            }
         } else if (n == L) {
             for (i64 b = lo; b < hi; ++b)
-                for (i64 l = 0; l < L; ++l) row[b * L + l] = static_cast<A>(src[b * lanes + l]);
+                for (i64 l = 0; l < L; ++l) {
+                    const A v = static_cast<A>(src[b * lanes + l]);
+                    row[b * L + l] = v;
+                    nan |= v != v;
+                }
         } else {
             for (i64 b = lo; b < hi; ++b)
-                for (i64 l = 0; l < L; ++l) row[b * L + l] = l < n ? static_cast<A>(src[b * lanes + l]) : identity;
+                for (i64 l = 0; l < L; ++l) {
+                    const A v = l < n ? static_cast<A>(src[b * lanes + l]) : identity;
+                    row[b * L + l] = v;
+                    nan |= v != v;
+                }
         }
     }
+    return nan != 0;
+}
+
+// to[c] = combine(a[c], b[c]) for c < n, n a multiple of V: fixed-width inner loops, so a
+// short row (sppf's 44 cells) compiles to whole vectors with no alias checks or tails.
+template <class R, class A, i64 V>
+inline void combine_rows(A *__restrict to, const A *__restrict a, const A *__restrict b, i64 n) {
+    for (i64 c = 0; c < n; c += V)
+        for (i64 l = 0; l < V; ++l) to[c + l] = combine<R>(a[c + l], b[c + l]);
 }
 
 // Output rows per work unit of a running pass: bands, so that a unit's row buffers
@@ -335,6 +357,63 @@ inline void padded_plane(const T *plane, const Geometry &g, i64 lanes, i64 n, i6
 inline i64 band_rows(i64 oH, i64 kH, i64 line_bytes) {
     const i64 cache_rows = (i64(1) << 20) / std::max<i64>(line_bytes * 4, 1);
     return std::min(oH, std::max(cache_rows, std::min(4 * kH, 4 * cache_rows)));
+}
+
+// The passes of a running extreme over one band of `rows` padded rows of `line` values
+// (a multiple of V): van Herk / Gil-Werman along H into m (prefix and suffix extremes
+// within blocks of kH rows), then doubling spans along W. Returns the buffer whose cell i
+// holds the extreme of m's cells [i, i + span), span the largest power of two <= kW;
+// cells that straddle two rows are computed but never read.
+template <class R, class A, i64 L, i64 V>
+const A *running_passes(const A *padded, A *prefix, A *suffix, A *m, i64 rows, i64 band, i64 line, i64 kH,
+                        i64 kW) {
+    for (i64 b0 = 0; b0 < rows; b0 += kH) {
+        const i64 b1 = std::min(rows, b0 + kH);
+        std::copy(padded + b0 * line, padded + (b0 + 1) * line, prefix + b0 * line);
+        for (i64 j = b0 + 1; j < b1; ++j)
+            combine_rows<R, A, V>(prefix + j * line, padded + j * line, prefix + (j - 1) * line, line);
+        std::copy(padded + (b1 - 1) * line, padded + b1 * line, suffix + (b1 - 1) * line);
+        for (i64 j = b1 - 2; j >= b0; --j)
+            combine_rows<R, A, V>(suffix + j * line, padded + j * line, suffix + (j + 1) * line, line);
+    }
+    // rows oh .. oh+kH-1 = suffix of row oh with prefix of row oh+kH-1, for all oh at once
+    combine_rows<R, A, V>(m, prefix + (kH - 1) * line, suffix, band);
+    A *span_a = m + band, *span_b = span_a + band;
+    const A *cur = m;
+    i64 span = 1;
+    A *next = span_a;
+    while (2 * span <= kW) {  // cur[i] holds the extreme of m[i, i + span) (in cells)
+        const i64 ahead = span * L, whole = (band - ahead) / V * V;
+        combine_rows<R, A, V>(next, cur + ahead, cur, whole);
+        for (i64 c = whole; c + ahead < band; ++c) next[c] = combine<R>(cur[c + ahead], cur[c]);
+        cur = next, next = next == span_a ? span_b : span_a, span *= 2;
+    }
+    return cur;
+}
+
+// One band of a running extreme, from its padded rows to its n_oh output rows at y.
+template <class R, class T, class A, i64 L, i64 V>
+void running_band(const A *padded, A *prefix, A *suffix, A *m, i64 rows, i64 n_oh, i64 line, i64 kH, i64 kW,
+                  i64 oW, i64 lanes, i64 n, T *y) {
+    const A *cur = running_passes<R, A, L, V>(padded, prefix, suffix, m, rows, n_oh * line, line, kH, kW);
+    i64 span = 1;
+    while (2 * span <= kW) span *= 2;
+    const i64 rest = (kW - span) * L;  // two overlapping spans cover the window
+    for (i64 oh = 0; oh < n_oh; ++oh) {
+        const A *__restrict c = cur + oh * line;
+        T *__restrict yr = y + oh * oW * lanes;
+        if (L == 1) {
+            for (i64 o = 0; o < oW; ++o) yr[o] = static_cast<T>(combine<R>(c[o + rest], c[o]));
+        } else if (n == L) {
+            for (i64 o = 0; o < oW; ++o)
+                for (i64 l = 0; l < L; ++l)
+                    yr[o * lanes + l] = static_cast<T>(combine<R>(c[o * L + rest + l], c[o * L + l]));
+        } else {
+            for (i64 o = 0; o < oW; ++o)
+                for (i64 l = 0; l < n; ++l)
+                    yr[o * lanes + l] = static_cast<T>(combine<R>(c[o * L + rest + l], c[o * L + l]));
+        }
+    }
 }
 
 // L lanes travel together as one cell of L values: L = 1 for channels-first planes; for
@@ -349,7 +428,11 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
     const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
     const A identity = R::template identity<A>();
     const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
-    const i64 chunks = (lanes + L - 1) / L, line = length * L;  // values per padded row
+    // values per padded row, rounded up to whole 64-byte vectors: no pass below has a scalar
+    // tail (a 44-cell row would spend as many instructions on its 4-cell tail as on its
+    // five 8-cell vectors)
+    constexpr i64 V = 64 / static_cast<i64>(sizeof(A));
+    const i64 chunks = (lanes + L - 1) / L, line = (length * L + V - 1) / V * V;
     const i64 band_h = band_rows(oH, kH, line * static_cast<i64>(sizeof(A)));
     const i64 bands = (oH + band_h - 1) / band_h;
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(band_h * W.n_in * L, 1));
@@ -364,54 +447,13 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
             const i64 b = u % bands, pc = u / bands, p = pc / chunks, l0 = (pc % chunks) * L;
             const i64 n = std::min(L, lanes - l0), oh0 = b * band_h, n_oh = std::min(band_h, oH - oh0);
             const i64 rows = n_oh + kH - 1, band = n_oh * line;
-            A *span_a = m + band, *span_b = span_a + band;
             const T *plane = x + p * in_plane + l0;
-            padded_plane<A, T, L>(plane, g, lanes, n, top + oh0, left, rows, length, identity, padded);
-            for (i64 b0 = 0; b0 < rows; b0 += kH) {
-                const i64 b1 = std::min(rows, b0 + kH);
-                std::copy(padded + b0 * line, padded + (b0 + 1) * line, prefix + b0 * line);
-                for (i64 j = b0 + 1; j < b1; ++j) {
-                    const A *in = padded + j * line, *before = prefix + (j - 1) * line;
-                    A *to = prefix + j * line;
-                    for (i64 c = 0; c < line; ++c) to[c] = combine<R>(in[c], before[c]);
-                }
-                std::copy(padded + (b1 - 1) * line, padded + b1 * line, suffix + (b1 - 1) * line);
-                for (i64 j = b1 - 2; j >= b0; --j) {
-                    const A *in = padded + j * line, *after = suffix + (j + 1) * line;
-                    A *to = suffix + j * line;
-                    for (i64 c = 0; c < line; ++c) to[c] = combine<R>(in[c], after[c]);
-                }
-            }
-            // rows oh .. oh+kH-1 = suffix of row oh with prefix of row oh+kH-1, for all oh at once
-            const A *right = prefix + (kH - 1) * line;
-            for (i64 c = 0; c < band; ++c) m[c] = combine<R>(right[c], suffix[c]);
-            // doubling spans along W over the whole band; cells that straddle two rows are
-            // computed but never read
-            const A *cur = m;
-            i64 span = 1;
-            A *next = span_a;
-            while (2 * span <= kW) {  // cur[i] holds the extreme of m[i, i + span) (in cells)
-                const i64 ahead = span * L;
-                for (i64 c = 0; c + ahead < band; ++c) next[c] = combine<R>(cur[c + ahead], cur[c]);
-                cur = next, next = next == span_a ? span_b : span_a, span *= 2;
-            }
-            const i64 rest = (kW - span) * L;  // two overlapping spans cover the window
+            // without a NaN in the band every pass below is one max/min per vector
             T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW * lanes + l0;
-            for (i64 oh = 0; oh < n_oh; ++oh) {
-                const A *c = cur + oh * line;
-                T *yr = y + oh * oW * lanes;
-                if (L == 1) {
-                    for (i64 o = 0; o < oW; ++o) yr[o] = static_cast<T>(combine<R>(c[o + rest], c[o]));
-                } else if (n == L) {
-                    for (i64 o = 0; o < oW; ++o)
-                        for (i64 l = 0; l < L; ++l)
-                            yr[o * lanes + l] = static_cast<T>(combine<R>(c[o * L + rest + l], c[o * L + l]));
-                } else {
-                    for (i64 o = 0; o < oW; ++o)
-                        for (i64 l = 0; l < n; ++l)
-                            yr[o * lanes + l] = static_cast<T>(combine<R>(c[o * L + rest + l], c[o * L + l]));
-                }
-            }
+            if (padded_plane<A, T, L, V>(plane, g, lanes, n, top + oh0, left, rows, length, line, identity, padded))
+                running_band<R, T, A, L, V>(padded, prefix, suffix, m, rows, n_oh, line, kH, kW, oW, lanes, n, y);
+            else
+                running_band<NanFree<R>, T, A, L, V>(padded, prefix, suffix, m, rows, n_oh, line, kH, kW, oW, lanes, n, y);
         }
     });
 }
@@ -464,7 +506,7 @@ void forward_running_indices(const T *x, const Geometry &g, const Outputs &out) 
             const i64 p = u / bands, oh0 = (u % bands) * band_h, oH_b = std::min(band_h, oH - oh0);
             const i64 rows = oH_b + kH - 1, cells = rows * length, top_b = top + oh0;  // this band's
             const T *plane = x + p * in_plane;
-            padded_plane<A, T, 1>(plane, g, 1, 1, top_b, left, rows, length, identity, va);
+            padded_plane<A, T, 1, 1>(plane, g, 1, 1, top_b, left, rows, length, length, identity, va);
             for (i64 c = 0; c < cells; ++c) ia[c] = static_cast<int32_t>(c);
             // along W: cur[c] is the winner of cells [c, c + span) (cells that straddle
             // two rows are computed but never read)
