@@ -99,6 +99,7 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, length * lanes * H.kernel * D.kernel));
     const bool pairs = lanes == 1 && pairs_w(W);
     const bool direct = lanes > 1 && lo == 0 && hi == length;  // every W tap in bounds
+    const bool check_nan = R::extreme && D.kernel * H.kernel * W.kernel >= 16;
     parallel_for(g.planes * rows, grain, [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
         A *m = sized(sc.row, length * lanes);
@@ -110,6 +111,9 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
         std::fill(m + hi * lanes, m + length * lanes, R::template identity<A>());
         A *mid = m + lo * lanes;
         const i64 n = (hi - lo) * lanes;
+        i64 seen[64];  // input rows (keyed by plane and row) already checked for NaN
+        bool has_nan[64];
+        std::fill(seen, seen + 64, i64(-1));
         for (i64 u = begin; u < end; ++u) {
             const i64 p = u / rows, r = u % rows, od = r / H.n_out, oh = r % H.n_out;
             if (pairs) {  // 2-tap stride-2 W windows: reduce straight from the input rows
@@ -168,49 +172,76 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
                 const char *line = reinterpret_cast<const char *>(plane + ahead * W.n_in * lanes);
                 for (i64 b = 0; b < n * static_cast<i64>(sizeof(T)); b += 64) __builtin_prefetch(line + b);
             }
-            bool first = true;
-            for (i64 td = 0; td < D.count[od]; ++td)
-                for (i64 th = 0; th < H.count[oh]; ++th) {
-                    const i64 row = (D.first[od] + td * D.step) * H.n_in + H.first[oh] + th * H.step;
-                    const T *src = plane + row * W.n_in * lanes;
-                    if (first) {
-                        for (i64 i = 0; i < n; ++i) mid[i] = static_cast<A>(src[i]);
-                        first = false;
+            // a NaN-free window's rows take a plain max/min (one instruction a vector instead of
+            // four); each input row is checked once per run of this thread's output rows. Not
+            // worth its check below 16 taps (stem's 3x3 stride 2: 5% more instructions).
+            bool nan = !check_nan;
+            if constexpr (R::extreme && std::is_floating_point<A>::value) {
+                for (i64 td = 0; check_nan && td < D.count[od]; ++td)
+                    for (i64 th = 0; th < H.count[oh]; ++th) {
+                        const i64 row = (D.first[od] + td * D.step) * H.n_in + H.first[oh] + th * H.step;
+                        const i64 key = p * D.n_in * H.n_in + row, slot = row & 63;
+                        if (seen[slot] != key) {
+                            const T *src = plane + row * W.n_in * lanes;
+                            int found = 0;
+                            for (i64 i = 0; i < n; ++i) found |= src[i] != src[i];
+                            seen[slot] = key, has_nan[slot] = found != 0;
+                        }
+                        nan = nan || has_nan[slot];
+                    }
+            }
+            auto reduce = [&](auto reducer) {
+                using Q = decltype(reducer);
+                bool first = true;
+                for (i64 td = 0; td < D.count[od]; ++td)
+                    for (i64 th = 0; th < H.count[oh]; ++th) {
+                        const i64 row = (D.first[od] + td * D.step) * H.n_in + H.first[oh] + th * H.step;
+                        const T *src = plane + row * W.n_in * lanes;
+                        if (first) {
+                            for (i64 i = 0; i < n; ++i) mid[i] = static_cast<A>(src[i]);
+                            first = false;
+                        } else {
+                            for (i64 i = 0; i < n; ++i) mid[i] = combine<Q>(static_cast<A>(src[i]), mid[i]);
+                        }
+                    }
+                if (first) std::fill(mid, mid + n, R::template identity<A>());
+                if (lanes == 1) {
+                    if (stride == 1) {
+                        for (i64 o = 0; o < n_out; ++o) acc[o] = m[o];
+                        for (i64 k = 1; k < W.kernel; ++k) {
+                            const A *t = m + k * W.step;
+                            for (i64 o = 0; o < n_out; ++o) acc[o] = combine<Q>(t[o], acc[o]);
+                        }
+                    } else if (stride == 2) {
+                        for (i64 o = 0; o < n_out; ++o) acc[o] = m[2 * o];
+                        for (i64 k = 1; k < W.kernel; ++k) {
+                            const A *t = m + k * W.step;
+                            for (i64 o = 0; o < n_out; ++o) acc[o] = combine<Q>(t[2 * o], acc[o]);
+                        }
                     } else {
-                        for (i64 i = 0; i < n; ++i) mid[i] = combine<R>(static_cast<A>(src[i]), mid[i]);
-                    }
-                }
-            if (first) std::fill(mid, mid + n, R::template identity<A>());
-            if (lanes == 1) {
-                if (stride == 1) {
-                    for (i64 o = 0; o < n_out; ++o) acc[o] = m[o];
-                    for (i64 k = 1; k < W.kernel; ++k) {
-                        const A *t = m + k * W.step;
-                        for (i64 o = 0; o < n_out; ++o) acc[o] = combine<R>(t[o], acc[o]);
-                    }
-                } else if (stride == 2) {
-                    for (i64 o = 0; o < n_out; ++o) acc[o] = m[2 * o];
-                    for (i64 k = 1; k < W.kernel; ++k) {
-                        const A *t = m + k * W.step;
-                        for (i64 o = 0; o < n_out; ++o) acc[o] = combine<R>(t[2 * o], acc[o]);
+                        for (i64 o = 0; o < n_out; ++o) acc[o] = m[o * stride];
+                        for (i64 k = 1; k < W.kernel; ++k) {
+                            const A *t = m + k * W.step;
+                            for (i64 o = 0; o < n_out; ++o) acc[o] = combine<Q>(t[o * stride], acc[o]);
+                        }
                     }
                 } else {
-                    for (i64 o = 0; o < n_out; ++o) acc[o] = m[o * stride];
-                    for (i64 k = 1; k < W.kernel; ++k) {
-                        const A *t = m + k * W.step;
-                        for (i64 o = 0; o < n_out; ++o) acc[o] = combine<R>(t[o * stride], acc[o]);
+                    for (i64 o = 0; o < n_out; ++o) {
+                        A *a = acc + o * lanes;
+                        const A *t = m + o * stride * lanes;
+                        for (i64 l = 0; l < lanes; ++l) a[l] = t[l];
+                        for (i64 k = 1; k < W.kernel; ++k) {
+                            const A *tk = t + k * W.step * lanes;
+                            for (i64 l = 0; l < lanes; ++l) a[l] = combine<Q>(tk[l], a[l]);
+                        }
                     }
                 }
+            };
+            if constexpr (R::extreme) {
+                if (nan) reduce(R{});
+                else reduce(NanFree<R>{});
             } else {
-                for (i64 o = 0; o < n_out; ++o) {
-                    A *a = acc + o * lanes;
-                    const A *t = m + o * stride * lanes;
-                    for (i64 l = 0; l < lanes; ++l) a[l] = t[l];
-                    for (i64 k = 1; k < W.kernel; ++k) {
-                        const A *tk = t + k * W.step * lanes;
-                        for (i64 l = 0; l < lanes; ++l) a[l] = combine<R>(tk[l], a[l]);
-                    }
-                }
+                reduce(R{});
             }
             finish(p, r, od, oh);
         }
