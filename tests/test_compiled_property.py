@@ -431,6 +431,28 @@ def test_regression_kernel_one_still_divides_by_divisor_override():
     np.testing.assert_array_equal(y, [[0.5, 1.0, 1.5]])   # what torch gives
 
 
+@pytest.mark.parametrize("kind, kernel, dtype, layout, indices", [
+    ("max", (1, 4, 4), np.float64, "channels_first", True),
+    ("max", (1, 5, 5), np.float32, "channels_first", False),
+    ("max", (1, 9, 9), np.float32, "channels_last", False),
+    ("avg", (1, 8, 8), np.float32, "channels_first", False),
+])
+def test_regression_running_passes_of_a_volume_with_a_depth_one_kernel(kind, kernel, dtype,
+                                                                      layout, indices):
+    """Found here: the running max / sum passes (stride 1, kernel height >= 4) read only
+    the first D slice of a volume when the kernel's depth was 1, and left the others'
+    outputs unwritten (the D axis counted as trivial)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 3, 12, 12)).astype(dtype)
+    if layout == "channels_last":
+        x = np.moveaxis(x, 1, -1)
+    op = getattr(ndpool, f"{kind}_pool3d")
+    extra = dict(return_indices=True) if indices else {}
+    pair = run_both(lambda: op(x, kernel, 1, (0, kernel[1] // 2, kernel[2] // 2),
+                               layout=layout, **extra))
+    assert_same(*pair, exact=kind == "max")
+
+
 def test_regression_reference_empty_channels_last():
     x = np.zeros((0, 4, 1), dtype=np.float32)
     with ndpool.use_backend("reference"):
