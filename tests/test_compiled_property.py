@@ -1,11 +1,12 @@
 """Property tests: the compiled core gives what the NumPy reference backend gives.
 
-Hypothesis draws geometry (rank, kernel, stride, padding ints and words, dilation,
-ceil_mode, divisor rules), dtype, layout, batching and the memory layout of the input
-(strided, reversed, Fortran-ordered, read-only views). Max/min values and indices must
-agree exactly (NaN inputs included, ties included: both backends pick the first
-extreme, or the last NaN); averages, Lp and every backward pass to float rounding.
-When a combination is invalid both backends must refuse it with the same exception type.
+Hypothesis draws geometry (rank, kernel, stride, padding ints, (before, after) pairs
+and words, dilation, ceil_mode, divisor rules), dtype, layout, batching and the memory
+layout of the input (strided, reversed, Fortran-ordered, read-only views). Max/min
+values and indices must agree exactly (NaN inputs included, ties included: both
+backends pick the first extreme, or the last NaN); averages, Lp and every backward
+pass to float rounding. When a combination is invalid both backends must refuse it
+with the same exception type.
 """
 from __future__ import annotations
 
@@ -123,15 +124,24 @@ def upstream(rng, shape, dtype):
 
 
 @st.composite
-def geometry(draw, *, dilation: bool, words=True):
+def geometry(draw, *, dilation: bool, words=True, pairs=True):
+    """Rank, kernel, stride, padding, dilation, spatial size and ceil_mode. Padding is
+    PyTorch's ints (at times one over half the kernel, which both must refuse), (before,
+    after) pairs up to the window's extent (some whole windows in the padding, which
+    both must refuse), or a word in either case."""
     rank = draw(st.integers(1, 3))
     kernel = tuple(draw(st.integers(1, 4)) for _ in range(rank))
     stride = draw(st.one_of(st.none(), st.tuples(*[st.integers(1, 3)] * rank)))
-    pad_choices = [st.tuples(*[st.integers(0, k // 2 + (k == 4)) for k in kernel])]
-    if words:
-        pad_choices.append(st.sampled_from(["same", "valid"]))
-    padding = draw(st.one_of(*pad_choices))
     dil = draw(st.tuples(*[st.integers(1, 2)] * rank)) if dilation else None
+    extents = [d * (k - 1) + 1 for k, d in zip(kernel, dil or (1,) * rank)]
+    pad_choices = [st.tuples(*[st.integers(0, k // 2 + (k == 4)) for k in kernel])]
+    if pairs:
+        pad_choices.append(st.tuples(*[st.tuples(st.integers(0, e), st.integers(0, e))
+                                       for e in extents]))
+    if words:
+        pad_choices.append(st.sampled_from(["same", "valid", "SAME_LOWER", "same_lower",
+                                            "VALID", "SAME_UPPER"]))
+    padding = draw(st.one_of(*pad_choices))
     spatial = tuple(draw(st.integers(1, 10)) for _ in range(rank))
     assume(all(n >= min(k, 3) for n, k in zip(spatial, kernel)) or draw(st.booleans()))
     # ceil_mode with a padding word is refused: draw it rarely there
@@ -168,7 +178,8 @@ def test_max_min_forward_indices_backward(geom, data, kind, dtype, ties_mode, vi
     before = xv.copy()
     op = getattr(ndpool, f"{kind}_pool{rank}d")
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
-                  return_indices=True, ties=ties_mode, layout=layout)
+                  return_indices=True, ties=ties_mode, layout=layout,
+                  storage_order=data.draw(st.sampled_from([0, 0, 1])))
 
     def call():
         (y, idx), pullback = ndpool.vjp(op, xv, kernel, **kwargs)
@@ -218,13 +229,13 @@ def rng_copy(seed):
 
 # --------------------------------------------------------------------------- averages
 @settings(max_examples=examples(600), **SETTINGS)
-@given(geom=geometry(dilation=False), data=st.data(), dtype=st.sampled_from(FLOATS),
+@given(geom=geometry(dilation=True), data=st.data(), dtype=st.sampled_from(FLOATS),
        count_include_pad=st.booleans(),
        divisor_override=st.one_of(st.none(), st.integers(-3, 5)),
        view=st.sampled_from(VIEWS), seed=st.integers(0, 2**16))
 def test_avg_forward_backward(geom, data, dtype, count_include_pad, divisor_override, view,
                               seed):
-    rank, kernel, stride, padding, _, spatial, ceil_mode = geom
+    rank, kernel, stride, padding, dilation, spatial, ceil_mode = geom
     shape, layout = data.draw(array_shape(rank, spatial))
     rng = np.random.default_rng(seed)
     x = values(rng, shape, dtype, ties=False)
@@ -232,7 +243,7 @@ def test_avg_forward_backward(geom, data, dtype, count_include_pad, divisor_over
     op = getattr(ndpool, f"avg_pool{rank}d")
     kwargs = dict(stride=stride, padding=padding, ceil_mode=ceil_mode,
                   count_include_pad=count_include_pad, divisor_override=divisor_override,
-                  layout=layout)
+                  layout=layout, dilation=dilation)
 
     def call():
         y, pullback = ndpool.vjp(op, xv, kernel, **kwargs)
@@ -246,18 +257,18 @@ def test_avg_forward_backward(geom, data, dtype, count_include_pad, divisor_over
 
 
 @settings(max_examples=examples(180), **SETTINGS)
-@given(geom=geometry(dilation=False, words=False), dtype=st.sampled_from(FLOATS),
-       norm_type=st.sampled_from([1, 2, 3, 1.5]), batched=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_lp_forward_backward(geom, dtype, norm_type, batched, seed):
-    rank, kernel, stride, _, _, spatial, ceil_mode = geom
+@given(geom=geometry(dilation=True), data=st.data(), dtype=st.sampled_from(FLOATS),
+       norm_type=st.sampled_from([1, 2, 3, 1.5]), seed=st.integers(0, 2**16))
+def test_lp_forward_backward(geom, data, dtype, norm_type, seed):
+    rank, kernel, stride, padding, dilation, spatial, ceil_mode = geom
+    shape, layout = data.draw(array_shape(rank, spatial))
     rng = np.random.default_rng(seed)
-    shape = ((2,) if batched else ()) + (2,) + spatial
     x = values(rng, shape, dtype, ties=False, positive=True)
     op = getattr(ndpool, f"lp_pool{rank}d")
 
     def call():
-        y, pullback = ndpool.vjp(op, x, norm_type, kernel, stride=stride, ceil_mode=ceil_mode)
+        y, pullback = ndpool.vjp(op, x, norm_type, kernel, stride=stride, ceil_mode=ceil_mode,
+                                 padding=padding, dilation=dilation, layout=layout)
         return y, pullback(upstream(rng_copy(seed), y.shape, dtype))
 
     pair = run_both(call)
@@ -277,11 +288,13 @@ def test_adaptive(rank, data, kind, dtype, view, nan, seed):
     spatial = tuple(data.draw(st.integers(1, 9)) for _ in range(rank))
     out = tuple(data.draw(st.one_of(st.integers(1, 10), st.none())) for _ in range(rank))
     batched = data.draw(st.booleans())
-    shape = ((data.draw(st.integers(0, 2)),) if batched else ()) + (2,) + spatial
+    layout = data.draw(st.sampled_from(["channels_first", "channels_last"]))
+    lead = ((data.draw(st.integers(0, 2)),) if batched else ())
+    shape = lead + ((2,) + spatial if layout == "channels_first" else spatial + (2,))
     rng = np.random.default_rng(seed)
     x = make_view(values(rng, shape, dtype, ties=kind == "max", nan=nan), view)
     op = getattr(ndpool, f"adaptive_{kind}_pool{rank}d")
-    extra = dict(return_indices=True) if kind == "max" else {}
+    extra = dict(return_indices=True, layout=layout) if kind == "max" else dict(layout=layout)
 
     def call():
         result, pullback = ndpool.vjp(op, x, out, **extra)
@@ -302,19 +315,23 @@ def test_adaptive(rank, data, kind, dtype, view, nan, seed):
 def test_fractional(rank, data, dtype, batched, nan, seed):
     spatial = tuple(data.draw(st.integers(2, 9)) for _ in range(rank))
     kernel = tuple(data.draw(st.integers(1, 3)) for _ in range(rank))
-    # mostly outputs that fit (out + kernel - 1 <= in), sometimes ones that do not
-    out = tuple(data.draw(st.integers(1, max(1, n - k + 1 + data.draw(st.sampled_from(
-        [0, 0, 0, 2]))))) for n, k in zip(spatial, kernel))
+    # mostly outputs that fit (out + kernel - 1 <= in), sometimes ones that do not, and
+    # sometimes empty ones
+    out = tuple(data.draw(st.integers(data.draw(st.sampled_from([1] * 7 + [0])),
+                                      max(1, n - k + 1 + data.draw(st.sampled_from(
+                                          [0, 0, 0, 2]))))) for n, k in zip(spatial, kernel))
     batch = data.draw(st.integers(1, 2)) if batched else 1
-    lead = (batch, 2) if batched else (2,)
+    layout = data.draw(st.sampled_from(["channels_first", "channels_last"]))
+    lead = (batch,) if batched else ()
+    shape = lead + ((2,) + spatial if layout == "channels_first" else spatial + (2,))
     rng = np.random.default_rng(seed)
-    x = values(rng, lead + spatial, dtype, ties=True, nan=nan)
+    x = values(rng, shape, dtype, ties=True, nan=nan)
     samples = rng.random((batch, 2, rank)) * 0.999
     op = getattr(ndpool, f"fractional_max_pool{rank}d")
 
     def call():
         (y, idx), pullback = ndpool.vjp(op, x, kernel, output_size=out, return_indices=True,
-                                        samples=samples)
+                                        samples=samples, layout=layout)
         return y, idx, pullback(upstream(rng_copy(seed), y.shape, dtype))
 
     pair = run_both(call)
@@ -327,29 +344,32 @@ def test_fractional(rank, data, dtype, batched, nan, seed):
 
 # ----------------------------------------------------------------------------- unpool
 @settings(max_examples=examples(240), **SETTINGS)
-@given(geom=geometry(dilation=False, words=False), dtype=st.sampled_from(FLOATS + INTS),
-       batched=st.booleans(), view=st.sampled_from(VIEWS), seed=st.integers(0, 2**16),
-       grow=st.booleans())
-def test_unpool(geom, dtype, batched, view, seed, grow):
+@given(geom=geometry(dilation=False, words=False, pairs=False),
+       dtype=st.sampled_from(FLOATS + INTS), batched=st.booleans(), view=st.sampled_from(VIEWS),
+       seed=st.integers(0, 2**16), grow=st.booleans(),
+       layout=st.sampled_from(["channels_first", "channels_last"]))
+def test_unpool(geom, dtype, batched, view, seed, grow, layout):
     rank, kernel, stride, padding, _, spatial, _ = geom
     rng = np.random.default_rng(seed)
-    shape = ((2,) if batched else ()) + (3,) + spatial
+    shape = ((2,) if batched else ()) + ((3,) + spatial if layout == "channels_first"
+                                        else spatial + (3,))
     x = values(rng, shape, dtype, ties=True)
     with ndpool.use_backend("reference"):
         try:
             y, idx = getattr(ndpool, f"max_pool{rank}d")(x, kernel, stride, padding,
-                                                       return_indices=True)
+                                                       return_indices=True, layout=layout)
         except ValueError:
             assume(False)
     strides = kernel if stride is None else stride
+    pooled = y.shape[-rank:] if layout == "channels_first" else y.shape[-rank - 1:-1]
     default = tuple((i - 1) * s - 2 * p + k
-                    for i, s, p, k in zip(y.shape[-rank:], strides, padding, kernel))
+                    for i, s, p, k in zip(pooled, strides, padding, kernel))
     output_size = tuple(d + (grow and s > 1) for d, s in zip(default, strides))
     yv, idx_v = make_view(y, view), make_view(idx, view)
     op = getattr(ndpool, f"max_unpool{rank}d")
 
     def call():
-        z, pullback = ndpool.vjp(op, yv, idx_v, kernel, stride, padding, output_size)
+        z, pullback = ndpool.vjp(op, yv, idx_v, kernel, stride, padding, output_size, layout)
         return z, pullback(upstream(rng_copy(seed), z.shape, dtype))
 
     pair = run_both(call)
@@ -364,15 +384,17 @@ def test_unpool(geom, dtype, batched, view, seed, grow):
 @given(kind=st.sampled_from(["max", "avg"]), dtype=st.sampled_from(FLOATS + INTS),
        spatial=st.lists(st.integers(1, 7), min_size=1, max_size=3),
        batch=st.integers(0, 3), channels=st.integers(1, 3), keepdims=st.booleans(),
-       view=st.sampled_from(VIEWS), nan=st.booleans(), seed=st.integers(0, 2**16))
-def test_global(kind, dtype, spatial, batch, channels, keepdims, view, nan, seed):
+       view=st.sampled_from(VIEWS), nan=st.booleans(), seed=st.integers(0, 2**16),
+       layout=st.sampled_from(["channels_first", "channels_last"]))
+def test_global(kind, dtype, spatial, batch, channels, keepdims, view, nan, seed, layout):
     rng = np.random.default_rng(seed)
-    x = make_view(values(rng, (batch, channels) + tuple(spatial), dtype, ties=kind == "max",
-                         nan=nan), view)
+    shape = ((batch, channels) + tuple(spatial) if layout == "channels_first"
+             else (batch,) + tuple(spatial) + (channels,))
+    x = make_view(values(rng, shape, dtype, ties=kind == "max", nan=nan), view)
     op = getattr(ndpool, f"global_{kind}_pool")
 
     def call():
-        y, pullback = ndpool.vjp(op, x, keepdims=keepdims)
+        y, pullback = ndpool.vjp(op, x, keepdims=keepdims, layout=layout)
         return y, pullback(upstream(rng_copy(seed), y.shape, dtype))
 
     pair = run_both(call)
@@ -429,6 +451,28 @@ def test_regression_kernel_one_still_divides_by_divisor_override():
     with ndpool.use_backend("compiled"):
         y = ndpool.avg_pool1d(x, 1, divisor_override=2)
     np.testing.assert_array_equal(y, [[0.5, 1.0, 1.5]])   # what torch gives
+
+
+@pytest.mark.parametrize("kind, kernel, dtype, layout, indices", [
+    ("max", (1, 4, 4), np.float64, "channels_first", True),
+    ("max", (1, 5, 5), np.float32, "channels_first", False),
+    ("max", (1, 9, 9), np.float32, "channels_last", False),
+    ("avg", (1, 8, 8), np.float32, "channels_first", False),
+])
+def test_regression_running_passes_of_a_volume_with_a_depth_one_kernel(kind, kernel, dtype,
+                                                                      layout, indices):
+    """Found here: the running max / sum passes (stride 1, kernel height >= 4) read only
+    the first D slice of a volume when the kernel's depth was 1, and left the others'
+    outputs unwritten (the D axis counted as trivial)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 3, 12, 12)).astype(dtype)
+    if layout == "channels_last":
+        x = np.moveaxis(x, 1, -1)
+    op = getattr(ndpool, f"{kind}_pool3d")
+    extra = dict(return_indices=True) if indices else {}
+    pair = run_both(lambda: op(x, kernel, 1, (0, kernel[1] // 2, kernel[2] // 2),
+                               layout=layout, **extra))
+    assert_same(*pair, exact=kind == "max")
 
 
 def test_regression_reference_empty_channels_last():

@@ -319,10 +319,11 @@ void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
 // Large stride-1 windows of max/min (SPP's 5x5 to 13x13): cost independent of the
 // kernel height by van Herk / Gil-Werman running extremes over rows (prefix and suffix
 // extremes within blocks of kH rows, each a vectorised row operation), and logarithmic
-// in the kernel width by doubling spans along the row.
+// in the kernel width by doubling spans along the row. The passes read one H x W plane
+// per plane: a volume's D slices (D.n_in > 1, even with a depth-1 kernel) go elsewhere.
 inline bool running_fits(const Geometry &g, bool any_lanes = false) {
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
-    return (g.lanes == 1 || any_lanes) && D.trivial && H.stride == 1 && H.step == 1 && H.kernel >= 4 && !H.per_plane &&
+    return (g.lanes == 1 || any_lanes) && D.trivial && D.n_in == 1 && H.stride == 1 && H.step == 1 && H.kernel >= 4 && !H.per_plane &&
            W.stride == 1 && W.step == 1 && !W.per_plane && row_buffer_fits(H) && row_buffer_fits(W);
 }
 

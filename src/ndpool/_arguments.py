@@ -1,13 +1,12 @@
-"""Argument checking shared by every op: arrays, dtypes, integer tuples, padding."""
+"""Argument checking shared by every op: arrays, dtypes, integer tuples, flags."""
 from __future__ import annotations
 
 import numbers
-from typing import Tuple, Union
+from typing import Tuple
 
 import numpy as np
 
 from ._errors import fail, type_fail
-from ._window import PADDING_WORDS
 
 FLOAT_TYPES = (np.float16, np.float32, np.float64)
 #: the largest size, stride, padding or dilation accepted (window arithmetic stays in int64)
@@ -35,43 +34,30 @@ def as_input(op: str, x, *, integers: bool) -> np.ndarray:
     type_fail(op, f"x has dtype {dtype}, which is not supported; use {allowed}", hint)
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
     if type(value) is int:  # the common case, without the ABC check's cost
         return True
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def int_tuple(op: str, name: str, value, rank: int, minimum: int = 1) -> Tuple[int, ...]:
-    """An int or a length-``rank`` sequence of ints, each at least ``minimum``."""
+    """An int, a 1-tuple (PyTorch broadcasts it to every dim) or a length-``rank``
+    sequence of ints, each at least ``minimum``."""
     if type(value) is int and minimum <= value <= MAX_SIZE:  # the common case, quickly
         return (value,) * rank
-    items = (value,) * rank if _is_int(value) else value
-    if not isinstance(items, (tuple, list)) or not all(_is_int(v) for v in items):
+    items = (value,) * rank if is_int(value) else value
+    if not isinstance(items, (tuple, list)) or not all(is_int(v) for v in items):
         type_fail(op, f"{name}={value!r} must be an int or a tuple of {rank} ints")
+    if len(items) == 1:
+        items = tuple(items) * rank
     if len(items) != rank:
-        fail(op, f"{name}={value!r} must have {rank} entries, one per spatial dim")
+        fail(op, f"{name}={value!r} must have {rank} entries, one per spatial dim "
+             f"(or one for all)")
     if any(v < minimum for v in items):
         fail(op, f"{name}={value!r} must be at least {minimum}")
     if any(v > MAX_SIZE for v in items):
         fail(op, f"{name}={value!r} must be at most {MAX_SIZE}")
     return tuple(int(v) for v in items)
-
-
-def padding_arg(op: str, value, rank: int, kernel: Tuple[int, ...],
-                ceil_mode: bool = False) -> Union[str, Tuple[int, ...]]:
-    """Explicit padding (at most half the kernel, as PyTorch) or one of the padding words."""
-    if isinstance(value, str):
-        if value not in PADDING_WORDS:
-            fail(op, f"padding={value!r} is not a padding word", "use 'valid', 'same' or ints")
-        if ceil_mode:
-            fail(op, f"ceil_mode=True cannot be combined with padding={value!r}")
-        return value
-    pads = int_tuple(op, "padding", value, rank, minimum=0)
-    for pad, k in zip(pads, kernel):
-        if pad > k // 2:
-            fail(op, f"padding={value!r} must be at most half of kernel_size="
-                 f"{kernel if len(set(kernel)) > 1 else kernel[0]}")
-    return pads
 
 
 def choice(op: str, name: str, value, options) -> str:

@@ -54,11 +54,35 @@ class Layout:
             return y.reshape(lead + tuple(spatial) + (self.channels,))
         return y.reshape(self.lead + tuple(spatial))
 
+    @property
+    def channel_axis(self) -> int:
+        """Where the channels of a channels-first array of this rank and batching sit."""
+        return 1 if self.batched else 0
+
+    def to_first(self, a: np.ndarray) -> np.ndarray:
+        """A channels-last array of this layout as the channels-first view of it."""
+        return np.moveaxis(a, -1, self.channel_axis) if self.channels_last else a
+
+    def from_first(self, a: np.ndarray) -> np.ndarray:
+        """A channels-first array back in this layout (a view)."""
+        return np.moveaxis(a, self.channel_axis, -1) if self.channels_last else a
+
+    def first(self) -> "Layout":
+        """The channels-first Layout of the same array."""
+        return Layout(self.rank, False, self.batched, self.lead, self.spatial)
+
+
+def layout_word(op: str, layout) -> str:
+    """``layout`` checked: "channels_first" or "channels_last"."""
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        fail(op, f"layout={layout!r} is not one of 'channels_first', 'channels_last'")
+    return layout
+
 
 def layout_of(op: str, x: np.ndarray, rank: int, layout: str = "channels_first") -> Layout:
     """Read batch, channels and spatial sizes of ``x`` for a ``rank``-D op."""
     if layout not in LAYOUTS:  # before the cache, which needs a hashable key
-        fail(op, f"layout={layout!r} is not one of 'channels_first', 'channels_last'")
+        layout_word(op, layout)
     return layout_for(op, x.shape, rank, layout)
 
 

@@ -10,16 +10,143 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from ._errors import fail
+from ._arguments import MAX_SIZE, int_tuple, is_int
+from ._errors import fail, type_fail
 
 Ints = Tuple[int, ...]
+#: explicit padding, one (before, after) pair per spatial dim
+Pads = Tuple[Tuple[int, int], ...]
 
-#: the padding words (TensorFlow's rule for "same": out = ceil(in / stride), odd cell at the end)
-PADDING_WORDS = ("valid", "same")
+#: the padding words, as read after lower-casing: TensorFlow's "valid" and "same" (out =
+#: ceil(in / stride), the odd cell at the end), ONNX's "same_upper" (the same rule, read
+#: as "same") and "same_lower" (the odd cell at the start)
+PADDING_WORDS = ("valid", "same", "same_upper", "same_lower")
+
+
+# ------------------------------------------------------------------ padding forms
+def padding_form(op: str, value, rank: int, kernel: Ints, ceil_mode: bool = False,
+                 channels_last: bool = False) -> Union[str, Pads]:
+    """Every framework's way of writing ``padding``, as a word or (before, after) pairs.
+
+    - an int, a 1-tuple or one int per spatial dim: PyTorch's padding on both sides, at
+      most half the kernel (PyTorch's rule);
+    - ``2 * rank`` ints: ``torch.nn.functional.pad``'s order, last dim first (left,
+      right, top, bottom, front, back), as tinygrad takes it;
+    - one (before, after) pair per spatial dim, or one pair for all; ``rank + 2`` pairs:
+      TensorFlow's form, whose batch and channel rows (where ``channels_last`` puts
+      them) must be (0, 0). ONNX's ``pads`` (all befores, then all afters) become pairs
+      as ``tuple(zip(pads[:rank], pads[rank:]))``;
+    - a word in any case: "valid", "same" (= "same_upper"), "same_lower".
+
+    Explicit before/after padding may exceed half the kernel (TensorFlow and ONNX allow
+    it); ``sliding_window`` refuses a window lying wholly in the padding.
+    """
+    if type(value) is int and 0 <= value <= min(kernel) // 2:   # the common case, quickly
+        return ((value, value),) * rank
+    if isinstance(value, str):
+        return _padding_word(op, value, ceil_mode)
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iu":
+            type_fail(op, f"padding={value!r} must hold ints, not {value.dtype}")
+        value = value.tolist()
+    if isinstance(value, (tuple, list)):
+        if value and all(isinstance(v, (tuple, list, np.ndarray)) for v in value):
+            return _padding_pairs(op, value, rank, channels_last)
+        if all(is_int(v) for v in value) and len(value) == 2 * rank:
+            flat = _checked_pads(op, value, value)   # last dim first
+            return tuple((flat[2 * (rank - 1 - dim)], flat[2 * (rank - 1 - dim) + 1])
+                         for dim in range(rank))
+        if all(is_int(v) for v in value) and len(value) not in (1, rank):
+            counts = "1 int" if rank == 1 else f"1 or {rank} ints"
+            fail(op, f"padding={value!r} must have {counts} (both sides of each dim), "
+                 f"or {2 * rank} in torch.nn.functional.pad's order (last dim first)")
+    pads = int_tuple(op, "padding", value, rank, minimum=0)
+    for pad, k in zip(pads, kernel):
+        if pad > k // 2:
+            fail(op, f"padding={value!r} must be at most half of kernel_size="
+                 f"{kernel if len(set(kernel)) > 1 else kernel[0]}",
+                 "give (before, after) pairs for more")
+    return tuple((pad, pad) for pad in pads)
+
+
+def _padding_word(op: str, value: str, ceil_mode: bool) -> str:
+    word = value.lower()
+    if word not in PADDING_WORDS:
+        fail(op, f"padding={value!r} is not a padding word",
+             "use 'valid', 'same', 'same_lower' (any case) or ints")
+    if ceil_mode:
+        fail(op, f"ceil_mode=True cannot be combined with padding={value!r}")
+    return "same" if word == "same_upper" else word
+
+
+def _padding_pairs(op: str, value, rank: int, channels_last: bool) -> Pads:
+    """(before, after) pairs: one per spatial dim, one for all, or TensorFlow's rank + 2."""
+    rows = [list(v.tolist() if isinstance(v, np.ndarray) else v) for v in value]
+    for row in rows:
+        if len(row) != 2 or not all(is_int(v) for v in row):
+            fail(op, f"padding={value!r} holds {tuple(row)!r}, which is not a "
+                 f"(before, after) pair of ints",
+                 kind=TypeError if len(row) == 2 else ValueError)
+    _checked_pads(op, value, [v for row in rows for v in row])
+    if len(rows) == rank + 2:
+        extra = (0, rank + 1) if channels_last else (0, 1)
+        if any(rows[i] != [0, 0] for i in extra):
+            names = "(batch, ..., channels)" if channels_last else "(batch, channels, ...)"
+            fail(op, f"padding={value!r} pads the batch or channel dim; with rank + 2 "
+                 f"pairs {names} those rows must be (0, 0)")
+        rows = [row for i, row in enumerate(rows) if i not in extra]
+    elif len(rows) == 1:
+        rows = rows * rank
+    if len(rows) != rank:
+        fail(op, f"padding={value!r} has {len(value)} (before, after) pairs; give 1, "
+             f"{rank} (one per spatial dim) or {rank + 2} (TensorFlow's, with batch and "
+             f"channel rows)")
+    return tuple((int(lo), int(hi)) for lo, hi in rows)
+
+
+def _checked_pads(op: str, value, pads) -> Ints:
+    if any(v < 0 for v in pads):
+        fail(op, f"padding={value!r} must be at least 0")
+    if any(v > MAX_SIZE for v in pads):
+        fail(op, f"padding={value!r} must be at most {MAX_SIZE}")
+    return tuple(int(v) for v in pads)
+
+
+def describe_padding(padding: Union[str, Pads]):
+    """The padding as a message shows it: a word, one int per dim when both sides agree,
+    else the pairs."""
+    if isinstance(padding, str) or any(lo != hi for lo, hi in padding):
+        return padding
+    return tuple(lo for lo, _ in padding)
+
+
+def stride_or_kernel(op: str, stride, rank: int, kernel: Ints) -> Ints:
+    """``stride``, or the kernel size when it is None or empty (PyTorch reads ``()`` so)."""
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        return kernel
+    return int_tuple(op, "stride", stride, rank)
+
+
+def counts_padding(padding: Union[str, Pads], count_include_pad: bool, *,
+                   sums: bool = False) -> bool:
+    """Whether an average's divisor counts padded cells: PyTorch's ``count_include_pad``
+    for explicit padding, never for a padding word (TensorFlow's AvgPool; ONNX's
+    AveragePool counts them under ``auto_pad`` when ``count_include_pad=1``). Always
+    for Lp pooling (``sums``): its divisor only undoes the mean inside PyTorch's
+    composition, so that a padded window sums its cells (ONNX's LpPool)."""
+    return sums or (count_include_pad and not isinstance(padding, str))
+
+
+def column_major(indices: np.ndarray, in_size: Ints) -> np.ndarray:
+    """Flat per-plane row-major ``indices`` renumbered column-major (the first spatial dim
+    fastest): ONNX MaxPool's ``storage_order=1``."""
+    position = np.unravel_index(indices, tuple(in_size))
+    return np.ravel_multi_index(position, tuple(in_size), order="F").astype(np.int64,
+                                                                             copy=False)
 
 
 @dataclass(frozen=True, eq=False)   # compared and hashed by identity: the tables are
@@ -101,57 +228,80 @@ def _axis(first, count, step, skip, divisor, kernel=None, stride=0) -> Axis:
 
 
 def _sliding_axis(size, out, kernel, stride, dilation, pad_lo, count_lo, count_hi) -> Axis:
-    """Taps of windows starting at ``o*stride - pad_lo``, clipped to the input."""
+    """Taps of windows starting at ``o*stride - pad_lo``, clipped to the input; the
+    divisor counts the taps in ``[count_lo, count_hi)``."""
     start = np.arange(out, dtype=np.int64) * stride - pad_lo
     skip = np.clip(np.where(start < 0, -(start // dilation), 0), 0, kernel)  # ceil(-start/d)
     last = np.minimum(kernel - 1, (size - 1 - start) // dilation)
     count = np.maximum(last - skip + 1, 0)
     first = start + skip * dilation
-    divisor = np.minimum(start + kernel, count_hi) - np.maximum(start, count_lo)
+    counted_first = np.maximum(-((start - count_lo) // dilation), 0)
+    counted_last = np.minimum((count_hi - 1 - start) // dilation, kernel - 1)
+    divisor = np.maximum(counted_last - counted_first + 1, 0)
     return _axis(first, count, dilation, skip, divisor, kernel, stride)
 
 
-def _torch_out_size(size, kernel, stride, pad, dilation, ceil_mode) -> int:
+def _out_size(size, kernel, stride, pad_lo, pad_hi, dilation, ceil_mode) -> int:
     extent = dilation * (kernel - 1) + 1
-    span = size + 2 * pad - extent + (stride - 1 if ceil_mode else 0)
+    span = size + pad_lo + pad_hi - extent + (stride - 1 if ceil_mode else 0)
     out = span // stride + 1
-    # PyTorch's correction: the last window must start inside the input or the left pad.
-    if ceil_mode and (out - 1) * stride >= size + pad:
+    # PyTorch's correction (ONNX's too, since opset 19): the last window must start
+    # inside the input or the left pad.
+    if ceil_mode and (out - 1) * stride >= size + pad_lo:
         out -= 1
     return out
 
 
+def _word_pads(word: str, size: int, stride: int, extent: int) -> Tuple[int, int]:
+    """A padding word's (before, after) pads, for out = ceil(in / stride) windows ("valid":
+    none). TensorFlow's "same" puts the odd cell at the end, ONNX's "same_lower" at the
+    start."""
+    if word == "valid":
+        return 0, 0
+    total = max((-(-size // stride) - 1) * stride + extent - size, 0)
+    lo = total // 2 if word == "same" else total - total // 2
+    return lo, total - lo
+
+
 @functools.lru_cache(maxsize=512)
 def sliding_window(op: str, in_size: Ints, kernel: Ints, stride: Ints, padding,
-                   dilation: Ints, ceil_mode: bool, count_include_pad: bool) -> Window:
-    """Geometry of a max/min/avg/lp pool; ``padding`` is a tuple of ints or a word."""
+                   dilation: Ints, ceil_mode: bool, count_pad: bool) -> Window:
+    """Geometry of a max/min/avg/lp pool; ``padding`` is a word or (before, after) pairs
+    (see ``padding_form``); an average's divisor counts padded cells when ``count_pad``
+    (see ``counts_padding``), never the ceil_mode overhang."""
     outs, lows, highs, axes = [], [], [], []
     for dim, size in enumerate(in_size):
         k, s, d = kernel[dim], stride[dim], dilation[dim]
         extent = d * (k - 1) + 1
-        if padding == "same":
-            out = -(-size // s)
-            total = max((out - 1) * s + extent - size, 0)
-            lo, count_lo, count_hi = total // 2, 0, size
-        else:
-            lo = 0 if padding == "valid" else padding[dim]
-            out = _torch_out_size(size, k, s, lo, d, ceil_mode)
-            count_lo, count_hi = (-lo, size + lo) if count_include_pad else (0, size)
+        # a word becomes explicit pads first, and then follows the same rule
+        lo, pad_hi = (_word_pads(padding, size, s, extent) if isinstance(padding, str)
+                      else padding[dim])
+        out = _out_size(size, k, s, lo, pad_hi, d, ceil_mode)
+        count_lo, count_hi = (-lo, size + pad_hi) if count_pad else (0, size)
         if out < 1:
             fail(op, f"kernel_size={kernel} with dilation={dilation} does not fit in the "
-                 f"input of spatial size {in_size} with padding={padding!r}",
-                 "the output would be empty")
+                 f"input of spatial size {in_size} with "
+                 f"padding={describe_padding(padding)!r}", "the output would be empty")
         hi = (out - 1) * s + extent - size - lo
         outs.append(out), lows.append(lo), highs.append(max(hi, 0))
         axes.append(_sliding_axis(size, out, k, s, d, lo, count_lo, count_hi))
         if not axes[-1].count.all():
-            # only dilated windows can jump over the whole input; PyTorch then returns
-            # -inf with an index outside the input, so refuse instead
-            fail(op, f"dilation={dilation} with padding={padding!r} makes a window whose "
-                 f"taps all fall in the padding of the input of spatial size {in_size}",
-                 "reduce padding or dilation")
+            _all_padding(op, in_size, kernel, dilation, padding)
     return Window(tuple(in_size), tuple(outs), tuple(kernel), tuple(stride),
                   tuple(dilation), tuple(lows), tuple(highs), tuple(axes))
+
+
+def _all_padding(op, in_size, kernel, dilation, padding):
+    """A window with no tap in the input: PyTorch gives -inf with an index outside the
+    input, ONNX Runtime refuses pads as large as the kernel; refuse it too."""
+    shown = describe_padding(padding)
+    if any(d > 1 for d in dilation):
+        fail(op, f"dilation={dilation} with padding={shown!r} makes a window whose "
+             f"taps all fall in the padding of the input of spatial size {in_size}",
+             "reduce padding or dilation")
+    fail(op, f"kernel_size={kernel} with padding={shown!r} makes a window whose taps all "
+         f"fall in the padding of the input of spatial size {in_size}",
+         "each side's padding must be smaller than the kernel")
 
 
 @functools.lru_cache(maxsize=256)
@@ -176,6 +326,8 @@ def fractional_intervals(samples: np.ndarray, size: int, out: int, kernel: int) 
     """
     dtype = samples.dtype.type
     starts = np.empty((samples.shape[0], out), dtype=np.int64)
+    if out == 0:   # an empty output (PyTorch allows it) takes no windows
+        return starts
     if out > 1:
         alpha = dtype(size - kernel) / dtype(out - 1)
         i = np.arange(out - 1).astype(samples.dtype)

@@ -65,19 +65,20 @@ class Pool:
 
 
 _REQUIRED = inspect.Parameter.empty
+_LAYOUT = ("layout", "channels_first")
 _EXTREME = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("dilation", 1),
-            ("return_indices", False), ("ceil_mode", False), ("ties", "first"),
-            ("layout", "channels_first"))
+            ("return_indices", False), ("ceil_mode", False), ("ties", "first"), _LAYOUT,
+            ("storage_order", 0))
 _AVG = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
-        ("count_include_pad", True), ("divisor_override", None), ("layout", "channels_first"))
+        ("count_include_pad", True), ("divisor_override", None), _LAYOUT, ("dilation", 1))
 _LP = (("norm_type", _REQUIRED), ("kernel_size", _REQUIRED), ("stride", None),
-       ("ceil_mode", False))
-_ADAPTIVE_MAX = (("output_size", _REQUIRED), ("return_indices", False))
-_ADAPTIVE_AVG = (("output_size", _REQUIRED),)
+       ("ceil_mode", False), ("padding", 0), ("dilation", 1), _LAYOUT)
+_ADAPTIVE_MAX = (("output_size", _REQUIRED), ("return_indices", False), _LAYOUT)
+_ADAPTIVE_AVG = (("output_size", _REQUIRED), _LAYOUT)
 _FRACTIONAL = (("kernel_size", _REQUIRED), ("output_size", None), ("output_ratio", None),
-               ("return_indices", False), ("samples", None), ("rng", None))
-_UNPOOL = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0))
-_GLOBAL = (("keepdims", False),)
+               ("return_indices", False), ("samples", None), ("rng", None), _LAYOUT)
+_UNPOOL = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), _LAYOUT)
+_GLOBAL = (("keepdims", False), _LAYOUT)
 
 
 def _layer(name: str, op, params, doc: str):

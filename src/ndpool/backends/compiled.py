@@ -132,7 +132,8 @@ def split_ties(x: np.ndarray, dy: np.ndarray, axes: Sequence[Axis], kind: str, *
 def unpool(x: np.ndarray, indices: np.ndarray, spatial, *, channels_last=False):
     """Zeros of size ``spatial`` with ``x`` written at the flat per-plane ``indices``."""
     if channels_last:
-        raise NotImplementedError("max_unpool takes channels-first input only")
+        raise NotImplementedError("the core unpools channels-first planes; the ops layer "
+                                  "hands it channels-last input transposed")
     x = np.ascontiguousarray(x)
     index = np.ascontiguousarray(indices, dtype=np.int64)
     y = _empty((x.shape[0],) + tuple(spatial), x.dtype)
@@ -144,7 +145,8 @@ def unpool(x: np.ndarray, indices: np.ndarray, spatial, *, channels_last=False):
 def unpool_backward(dy: np.ndarray, indices: np.ndarray, *, channels_last=False):
     """Gradient of max-unpooling with respect to its input."""
     if channels_last:
-        raise NotImplementedError("max_unpool takes channels-first input only")
+        raise NotImplementedError("the core unpools channels-first planes; the ops layer "
+                                  "hands it channels-last input transposed")
     dy = np.ascontiguousarray(dy)
     index = np.ascontiguousarray(indices, dtype=np.int64)
     dx = _empty(index.shape, dy.dtype)

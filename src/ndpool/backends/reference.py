@@ -25,7 +25,7 @@ def _tables(axes: Sequence[Axis], spatial: Tuple[int, int, int]):
     """
     index, valid = [], []
     for dim, axis in enumerate(axes):
-        taps = np.arange(max(int(axis.count.max()), 1))
+        taps = np.arange(max(int(axis.count.max(initial=0)), 1))
         pos = axis.first[:, :, None] + axis.step * taps              # (P', out, K)
         ok = taps < axis.count[:, :, None]
         shape = [pos.shape[0], 1, 1, 1, 1, 1, 1]
@@ -35,7 +35,7 @@ def _tables(axes: Sequence[Axis], spatial: Tuple[int, int, int]):
     d, h, w = index
     flat, mask = np.broadcast_arrays((d * spatial[1] + h) * spatial[2] + w,
                                      valid[0] & valid[1] & valid[2])
-    shape = flat.shape[:4] + (-1,)
+    shape = flat.shape[:4] + (int(np.prod(flat.shape[4:])),)   # (not -1: outputs may be empty)
     return flat.reshape(shape), mask.reshape(shape)
 
 

@@ -41,42 +41,52 @@ def _public(name: str, impl, template, example: str):
 
 # ------------------------------------------------------------- templates (signature + doc)
 def _extreme_template(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                      return_indices=False, ties="first", layout="channels_first"):
+                      return_indices=False, ties="first", layout="channels_first",
+                      storage_order=0):
     """{name}: {example}
 
-    ``kernel_size``, ``stride`` (default: ``kernel_size``), ``padding`` and ``dilation``
-    are ints or one int per spatial dim; ``padding`` may also be ``"valid"`` or
-    ``"same"``. ``return_indices=True`` also returns flat per-plane int64 indices of the
-    winners (a NaN wins its window). ``ties`` picks how the backward pass treats equal
+    ``kernel_size``, ``stride`` (default, or ``()``: ``kernel_size``) and ``dilation``
+    are ints, one int per spatial dim, or a 1-tuple for all. ``padding`` is PyTorch's
+    (the same on both sides, at most half the kernel), (before, after) pairs per dim
+    (TensorFlow's and ONNX's; ``rank + 2`` pairs in TensorFlow's form), ``2 * rank``
+    ints in ``torch.nn.functional.pad``'s order, or a word: ``"valid"``, ``"same"``,
+    ``"same_lower"`` (any case). ``return_indices=True`` also returns flat per-plane
+    int64 indices of the winners (a NaN wins its window), column-major with
+    ``storage_order=1`` (ONNX's). ``ties`` picks how the backward pass treats equal
     extremes: ``"first"`` (PyTorch) or ``"split"`` (shared equally).
     """
 
 
 def _avg_template(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                  count_include_pad=True, divisor_override=None, layout="channels_first"):
+                  count_include_pad=True, divisor_override=None, layout="channels_first",
+                  dilation=1):
     """{name}: {example}
 
-    The divisor follows PyTorch: explicit padding counts when ``count_include_pad``,
-    the ``ceil_mode`` overhang never does, ``divisor_override`` wins. With
-    ``padding="same"`` padded cells never count (TensorFlow).
+    Arguments and padding forms as for max pooling; ``dilation`` spaces the taps (ONNX's
+    AveragePool). The divisor follows PyTorch: explicit padding counts when
+    ``count_include_pad``, the ``ceil_mode`` overhang never does, ``divisor_override``
+    wins. With a padding word padded cells never count (TensorFlow).
     """
 
 
-def _lp_template(x, norm_type, kernel_size, stride=None, ceil_mode=False):
+def _lp_template(x, norm_type, kernel_size, stride=None, ceil_mode=False, padding=0,
+                 dilation=1, layout="channels_first"):
     """{name}: {example}
 
-    ``(sum of x**p over the window) ** (1/p)``, computed as PyTorch composes it.
+    ``(sum of x**p over the window) ** (1/p)``, computed as PyTorch composes it; padded
+    cells are zeros. ``padding`` and ``dilation`` (ONNX's LpPool) take the forms of max
+    pooling.
     """
 
 
-def _adaptive_max_template(x, output_size, return_indices=False):
+def _adaptive_max_template(x, output_size, return_indices=False, layout="channels_first"):
     """{name}: {example}
 
     Window ``o`` spans ``floor(o*in/out)`` to ``ceil((o+1)*in/out)`` in every dim.
     """
 
 
-def _adaptive_avg_template(x, output_size):
+def _adaptive_avg_template(x, output_size, layout="channels_first"):
     """{name}: {example}
 
     Window ``o`` spans ``floor(o*in/out)`` to ``ceil((o+1)*in/out)`` in every dim.
@@ -84,16 +94,19 @@ def _adaptive_avg_template(x, output_size):
 
 
 def _fractional_template(x, kernel_size, output_size=None, output_ratio=None,
-                         return_indices=False, samples=None, rng=None):
+                         return_indices=False, samples=None, rng=None,
+                         layout="channels_first"):
     """{name}: {example}
 
     Windows of ``kernel_size`` start at PyTorch's pseudo-random interval sequence.
     ``samples`` (shape (N, C, dims), values in [0, 1)) plays PyTorch's
     ``_random_samples``; without it they are drawn from ``numpy.random.default_rng(rng)``.
+    An output size of 0 gives an empty result, as in PyTorch.
     """
 
 
-def _unpool_template(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+def _unpool_template(x, indices, kernel_size, stride=None, padding=0, output_size=None,
+                     layout="channels_first"):
     """{name}: {example}
 
     Zeros of the pooled-from size with ``x`` written at the flat per-plane ``indices``
@@ -156,8 +169,9 @@ for _rank in (1, 2, 3):
             _unpool_example(_rank))
 
 
-def _global_max_template(x, keepdims=False):
-    """global_max_pool: the max over all spatial dims of ``(N, C, *spatial)``.
+def _global_max_template(x, keepdims=False, layout="channels_first"):
+    """global_max_pool: the max over all spatial dims of ``(N, C, *spatial)``, or of
+    ``(N, *spatial, C)`` with ``layout="channels_last"`` (Keras' default).
 
     >>> import numpy as np, ndpool
     >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
@@ -168,8 +182,9 @@ def _global_max_template(x, keepdims=False):
     """
 
 
-def _global_avg_template(x, keepdims=False):
-    """global_avg_pool: the mean over all spatial dims of ``(N, C, *spatial)``.
+def _global_avg_template(x, keepdims=False, layout="channels_first"):
+    """global_avg_pool: the mean over all spatial dims of ``(N, C, *spatial)``, or of
+    ``(N, *spatial, C)`` with ``layout="channels_last"`` (Keras' default).
 
     >>> import numpy as np, ndpool
     >>> ndpool.global_avg_pool(np.arange(8.0).reshape(1, 2, 4))

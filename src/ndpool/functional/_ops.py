@@ -13,11 +13,11 @@ from typing import Callable, Tuple
 import numpy as np
 
 from .. import backends
-from .._arguments import (FLOAT_TYPES, MAX_SIZE, as_input, choice, flag, int_tuple,
-                          padding_arg)
+from .._arguments import FLOAT_TYPES, MAX_SIZE, as_input, choice, flag, int_tuple, is_int
 from .._errors import fail, type_fail
-from .._layout import Layout, axes3, layout_for, layout_of, spatial3
-from .._window import Window, adaptive_window, fractional_window, sliding_window
+from .._layout import Layout, axes3, layout_for, layout_of, layout_word, spatial3
+from .._window import (Window, adaptive_window, column_major, counts_padding,
+                       fractional_window, padding_form, sliding_window, stride_or_kernel)
 
 TIES = ("first", "split")
 
@@ -50,43 +50,73 @@ def _float_input(op: str, x) -> np.ndarray:
     return as_input(op, x, integers=False)
 
 
+def _from_channels_first(op: str, lay: Layout, result, pullback):
+    """Results and pullback of an op run on ``lay.to_first(x)``, moved back to ``lay``'s
+    channels-last layout (contiguous): for the ops whose kernels read one (n, c) plane
+    at a time, fractional pooling (its windows differ per plane) and unpooling."""
+    back = lambda a: np.ascontiguousarray(lay.from_first(a))
+    result = tuple(map(back, result)) if isinstance(result, tuple) else back(result)
+    if pullback is None:
+        return result, None
+    shape = (result[0] if isinstance(result, tuple) else result).shape
+
+    def moved(dy):
+        return back(pullback(lay.to_first(_checked_dy(op, dy, shape))))
+
+    return result, moved
+
+
 def _sliding(op, x, rank, kernel_size, stride, padding, dilation, ceil_mode,
-             count_include_pad, layout="channels_first") -> Tuple[Layout, Window]:
+             count_include_pad, layout="channels_first", *,
+             lp=False) -> Tuple[Layout, Window]:
     """Shared argument checks of the sliding-window pools; returns layout and window."""
     lay = layout_of(op, x, rank, layout)
     kernel = int_tuple(op, "kernel_size", kernel_size, rank)
-    strides = kernel if stride is None else int_tuple(op, "stride", stride, rank)
+    strides = stride_or_kernel(op, stride, rank, kernel)
     dilations = int_tuple(op, "dilation", dilation, rank)
     ceil_mode = flag(op, "ceil_mode", ceil_mode)
-    pads = padding_arg(op, padding, rank, kernel, ceil_mode)
+    pads = padding_form(op, padding, rank, kernel, ceil_mode, lay.channels_last)
+    count_pad = counts_padding(pads, flag(op, "count_include_pad", count_include_pad),
+                               sums=lp)
     win = sliding_window(op, lay.spatial, kernel, strides, pads, dilations, ceil_mode,
-                         flag(op, "count_include_pad", count_include_pad))
+                         count_pad)
     return lay, win
 
 
 # ----------------------------------------------------------------- max / min pools
 def extreme_pool(kind: str, op: str, rank: int, x, kernel_size, stride=None, padding=0,
                  dilation=1, ceil_mode=False, return_indices=False, ties="first",
-                 layout="channels_first", *, grad=False):
+                 layout="channels_first", storage_order=0, *, grad=False):
     """Max (``kind="max"``) or min pooling over sliding windows."""
     x = as_input(op, x, integers=True)
     lay, win = _sliding(op, x, rank, kernel_size, stride, padding, dilation, ceil_mode,
                         False, layout)
+    if storage_order not in (0, 1) or not is_int(storage_order):
+        fail(op, f"storage_order={storage_order!r} is not 0 (row-major indices) or 1 "
+             f"(column-major, ONNX's)")
     return _extreme(kind, op, x, lay, win, flag(op, "return_indices", return_indices),
-                    choice(op, "ties", ties, TIES), grad)
+                    choice(op, "ties", ties, TIES), grad, column=storage_order == 1)
 
 
-def _extreme(kind, op, x, lay: Layout, win: Window, return_indices, ties, grad):
-    """Max/min over any Window: forward, indices, and the backward rule for ``ties``."""
+def _extreme(kind, op, x, lay: Layout, win: Window, return_indices, ties, grad, *,
+             column=False):
+    """Max/min over any Window: forward, indices (column-major when ``column``), and
+    the backward rule for ``ties``."""
     backend = backends.current()
     x3, axes = lay.canonical(x), axes3(win)
     last = lay.channels_last
+    if 0 in win.out_size:   # fractional pooling to an empty output: no window to take
+        return _no_windows(op, x, x3, lay, win, return_indices, grad)
     # flat indices only when the caller wants them; a backward pass alone lets the
     # backend keep whatever form of the winners is cheapest
     want = "flat" if return_indices else ("any" if grad and ties == "first" else None)
     y3, idx3 = backend.reduce(x3, axes, kind, channels_last=last, indices=want)
     y = lay.restore(y3, win.out_size)
-    result = (y, lay.restore(idx3, win.out_size)) if return_indices else y
+    if return_indices:
+        idx = lay.restore(idx3, win.out_size)
+        result = (y, column_major(idx, win.in_size) if column else idx)
+    else:
+        result = y
     if not grad:
         return result, None
     spatial = spatial3(lay.spatial)
@@ -96,6 +126,19 @@ def _extreme(kind, op, x, lay: Layout, win: Window, return_indices, ties, grad):
     else:
         rule = lambda dy3: backend.split_ties(x3, dy3, axes, kind, channels_last=last)
     return result, _pullback(op, y, x, lay, rule)
+
+
+def _no_windows(op, x, x3, lay: Layout, win: Window, return_indices, grad):
+    """The empty result of a Window without outputs (as PyTorch returns it), and a zero
+    gradient; the backends are not called."""
+    out = spatial3(win.out_size)
+    shape = ((lay.batch,) + out + (lay.channels,)) if lay.channels_last else (
+        (lay.planes,) + out)
+    y = lay.restore(np.empty(shape, x.dtype), win.out_size)
+    result = (y, lay.restore(np.empty(shape, np.int64), win.out_size)) if return_indices else y
+    if not grad:
+        return result, None
+    return result, _pullback(op, y, x, lay, lambda dy3: np.zeros(x3.shape, dy3.dtype))
 
 
 def _as_float(value) -> float:
@@ -108,11 +151,12 @@ def _as_float(value) -> float:
 
 # ---------------------------------------------------------------------- averages
 def avg_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-             count_include_pad=True, divisor_override=None, layout="channels_first", *,
-             grad=False):
-    """Average pooling with PyTorch's divisor rules (TensorFlow's for padding words)."""
+             count_include_pad=True, divisor_override=None, layout="channels_first",
+             dilation=1, *, grad=False):
+    """Average pooling with PyTorch's divisor rules (TensorFlow's for padding words);
+    a dilated window (ONNX's AveragePool) counts its taps."""
     x = _float_input(op, x)
-    lay, win = _sliding(op, x, rank, kernel_size, stride, padding, 1, ceil_mode,
+    lay, win = _sliding(op, x, rank, kernel_size, stride, padding, dilation, ceil_mode,
                         count_include_pad, layout)
     if divisor_override is not None:
         if not isinstance(divisor_override, numbers.Integral) or isinstance(
@@ -146,19 +190,21 @@ def _mean(op, x, lay: Layout, win: Window, divisor: Tuple[np.ndarray, ...], grad
 
 
 # --------------------------------------------------------------------- Lp pooling
-def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
-            grad=False):
+def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mode=False,
+            padding=0, dilation=1, layout="channels_first", *, grad=False):
     """Power-average pooling, computed as PyTorch composes it (so partial windows agree).
 
     ``y = (sign(a) * relu(|a|) * K) ** (1/p)`` with ``a`` the average of ``x**p`` over the
-    window's in-bounds cells and ``K`` the kernel volume.
+    window's cells in the input or the padding (padded cells are zero) and ``K`` the
+    kernel volume.
     """
     x = _float_input(op, x)
     if (not isinstance(norm_type, numbers.Real) or isinstance(norm_type, bool)
             or not math.isfinite(_as_float(norm_type)) or norm_type <= 0):
         fail(op, f"norm_type={norm_type!r} must be a positive finite number")
     p = x.dtype.type(norm_type)
-    lay, win = _sliding(op, x, rank, kernel_size, stride, 0, 1, ceil_mode, True)
+    lay, win = _sliding(op, x, rank, kernel_size, stride, padding, dilation, ceil_mode,
+                        True, layout, lp=True)
     volume = x.dtype.type(win.volume)
     powered = x ** p
     a, mean_pullback = _mean(op, powered, lay, win, _divisors(win), grad)
@@ -183,26 +229,29 @@ def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mod
 def _output_size(op: str, value, lay: Layout) -> Tuple[int, ...]:
     rank = lay.rank
     items = (value,) * rank if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(items) == 1:   # PyTorch broadcasts a 1-tuple
+        items = items * rank
     if len(items) != rank:
         fail(op, f"output_size={value!r} must have {rank} entries, one per spatial dim")
     items = tuple(s if v is None else v for v, s in zip(items, lay.spatial))
     return _plane_fits(op, int_tuple(op, "output_size", items, rank))
 
 
-def adaptive_max_pool(op: str, rank: int, x, output_size, return_indices=False, *,
-                      grad=False):
+def adaptive_max_pool(op: str, rank: int, x, output_size, return_indices=False,
+                      layout="channels_first", *, grad=False):
     """Max over PyTorch's adaptive windows, floor(o*in/out) to ceil((o+1)*in/out)."""
     x = as_input(op, x, integers=True)
-    lay = layout_of(op, x, rank)
+    lay = layout_of(op, x, rank, layout)
     win = adaptive_window(lay.spatial, _output_size(op, output_size, lay))
     return _extreme("max", op, x, lay, win, flag(op, "return_indices", return_indices),
                     "first", grad)
 
 
-def adaptive_avg_pool(op: str, rank: int, x, output_size, *, grad=False):
+def adaptive_avg_pool(op: str, rank: int, x, output_size, layout="channels_first", *,
+                      grad=False):
     """Mean over PyTorch's adaptive windows."""
     x = _float_input(op, x)
-    lay = layout_of(op, x, rank)
+    lay = layout_of(op, x, rank, layout)
     win = adaptive_window(lay.spatial, _output_size(op, output_size, lay))
     return _mean(op, x, lay, win, _divisors(win), grad)
 
@@ -231,11 +280,14 @@ def _whole_plane(spatial: Tuple[int, ...]):
     return win, axes3(win), _divisors(win)
 
 
-def _global(op, x, keepdims, kind, run, grad):
+def _global(op, x, keepdims, kind, run, grad, layout="channels_first"):
     """Shared by the global pools: a forward pass goes straight to the backend (this
     path is all per-call cost on small inputs); with ``grad``, ``run(flat, layout,
-    window)`` pools one window per plane and keeps its pullback."""
+    window)`` pools one window per plane and keeps its pullback. Channels-last input
+    ``(N, *spatial, C)`` is read as its channels-first view, without a copy."""
     keepdims = flag(op, "keepdims", keepdims)
+    if layout_word(op, layout) == "channels_last":
+        return _global_channels_last(op, x, keepdims, kind, run, grad)
     backend = backends.current()
     if not grad and hasattr(backend, "global_reduce"):  # one call, when x allows it
         y = backend.global_reduce(x, kind, keepdims)
@@ -260,44 +312,66 @@ def _global(op, x, keepdims, kind, run, grad):
     return result, reshaped
 
 
-def global_max_pool(x, keepdims=False, *, grad=False):
+def _global_channels_last(op, x, keepdims, kind, run, grad):
+    """The global pools of ``(N, *spatial, C)``: (N, C), or (N, 1, ..., 1, C) with
+    ``keepdims`` (Keras' default layout)."""
+    if x.ndim < 3:
+        fail(op, f"x must have shape (N, *spatial, C) with at least one spatial dim "
+             f"(layout='channels_last'), got shape {x.shape}")
+    y, pullback = _global(op, np.moveaxis(x, -1, 1), keepdims, kind, run, grad)
+    if keepdims:
+        y = np.moveaxis(y, 1, -1)
+    if pullback is None:
+        return y, None
+
+    def moved(dy):
+        dy = _checked_dy(op, dy, y.shape)
+        return np.moveaxis(pullback(np.moveaxis(dy, -1, 1) if keepdims else dy), 1, -1)
+
+    return y, moved
+
+
+def global_max_pool(x, keepdims=False, layout="channels_first", *, grad=False):
     """Max over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
     op = "global_max_pool"
     x = as_input(op, x, integers=True)
     run = lambda flat, lay, win: _extreme("max", op, flat, lay, win, False, "first", grad)
-    return _global(op, x, keepdims, "max", run, grad)
+    return _global(op, x, keepdims, "max", run, grad, layout)
 
 
-def global_avg_pool(x, keepdims=False, *, grad=False):
+def global_avg_pool(x, keepdims=False, layout="channels_first", *, grad=False):
     """Mean over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
     op = "global_avg_pool"
     x = _float_input(op, x)
     run = lambda flat, lay, win: _mean(op, flat, lay, win, _divisors(win), grad)
-    return _global(op, x, keepdims, "mean", run, grad)
+    return _global(op, x, keepdims, "mean", run, grad, layout)
 
 
 # -------------------------------------------------------------- fractional pools
 def fractional_max_pool(op: str, rank: int, x, kernel_size, output_size=None,
-                        output_ratio=None, return_indices=False, samples=None, rng=None, *,
-                        grad=False):
+                        output_ratio=None, return_indices=False, samples=None, rng=None,
+                        layout="channels_first", *, grad=False):
     """Max over PyTorch's pseudo-random fractional windows, reproducible via ``samples``."""
     x = _float_input(op, x)
-    lay = layout_of(op, x, rank)
+    lay = layout_of(op, x, rank, layout)
     kernel = int_tuple(op, "kernel_size", kernel_size, rank)
     out = _fractional_size(op, lay, kernel, output_size, output_ratio)
     table = _samples(op, lay, samples, rng, x.dtype)
     if not lay.planes:   # empty batch: no windows are taken, any one row gives the geometry
         table = np.zeros((1, lay.rank), dtype=x.dtype)
     win = fractional_window(lay.spatial, out, kernel, table)
-    return _extreme("max", op, x, lay, win, flag(op, "return_indices", return_indices),
-                    "first", grad)
+    return_indices = flag(op, "return_indices", return_indices)
+    if lay.channels_last:   # the windows differ per (n, c) plane: pool plane by plane
+        return _from_channels_first(op, lay, *_extreme(
+            "max", op, lay.to_first(x), lay.first(), win, return_indices, "first", grad))
+    return _extreme("max", op, x, lay, win, return_indices, "first", grad)
 
 
 def _fractional_size(op, lay: Layout, kernel, output_size, output_ratio):
     if (output_size is None) == (output_ratio is None):
         fail(op, "give exactly one of output_size and output_ratio")
-    if output_size is not None:
-        out = int_tuple(op, "output_size", output_size, lay.rank)
+    if output_size is not None:   # 0 gives an empty output, as in PyTorch
+        out = int_tuple(op, "output_size", output_size, lay.rank, minimum=0)
     else:
         ratios = output_ratio if isinstance(output_ratio, (tuple, list)) else (
             (output_ratio,) * lay.rank)
@@ -306,9 +380,9 @@ def _fractional_size(op, lay: Layout, kernel, output_size, output_ratio):
             fail(op, f"output_ratio={output_ratio!r} must be {lay.rank} numbers in (0, 1)")
         out = tuple(int(size * r) for size, r in zip(lay.spatial, ratios))
     for size, o, k in zip(lay.spatial, out, kernel):
-        if o < 1 or o + k - 1 > size:
+        if o + k - 1 > size:
             fail(op, f"output size {out} with kernel_size={kernel} does not fit the input "
-                 f"of spatial size {lay.spatial}", "need 1 <= out and out + kernel - 1 <= in")
+                 f"of spatial size {lay.spatial}", "need out + kernel - 1 <= in")
     return out
 
 
@@ -333,15 +407,22 @@ def _samples(op, lay: Layout, samples, rng, dtype) -> np.ndarray:
 
 # ------------------------------------------------------------------ max unpooling
 def max_unpool(op: str, rank: int, x, indices, kernel_size, stride=None, padding=0,
-               output_size=None, *, grad=False):
+               output_size=None, layout="channels_first", *, grad=False):
     """Inverse of max pooling: zeros with ``x`` placed at ``indices`` (flat per plane)."""
     x = as_input(op, x, integers=True)
-    lay = layout_of(op, x, rank)
+    lay = layout_of(op, x, rank, layout)
     kernel = int_tuple(op, "kernel_size", kernel_size, rank)
-    strides = kernel if stride is None else int_tuple(op, "stride", stride, rank)
+    strides = stride_or_kernel(op, stride, rank, kernel)
     pads = int_tuple(op, "padding", padding, rank, minimum=0)
     out = _unpool_size(op, lay, kernel, strides, pads, output_size)
     index = _unpool_indices(op, indices, x.shape, out)
+    if lay.channels_last:   # the indices are flat per (n, c) plane: unpool plane by plane
+        return _from_channels_first(op, lay, *_unpool(op, lay.first(), lay.to_first(x),
+                                                      lay.to_first(index), out, grad))
+    return _unpool(op, lay, x, index, out, grad)
+
+
+def _unpool(op, lay: Layout, x, index, out, grad):
     backend = backends.current()
     x3, idx3 = lay.canonical(x), lay.canonical(index)
     y = lay.restore(backend.unpool(x3, idx3, spatial3(out)), out)
@@ -358,8 +439,10 @@ def _unpool_size(op, lay: Layout, kernel, strides, pads, output_size):
         out = default
     else:
         sizes = tuple(output_size)
-        if len(sizes) == lay.rank + len(lay.lead):
-            sizes = sizes[len(lay.lead):]
+        if len(sizes) == lay.rank + len(lay.lead):   # the whole shape: keep its spatial dims
+            start = 1 if lay.channels_last and lay.batched else (
+                0 if lay.channels_last else len(lay.lead))
+            sizes = sizes[start:start + lay.rank]
         out = int_tuple(op, "output_size", sizes, lay.rank)
         for o, d, s in zip(out, default, strides):
             if not d - s < o < d + s:
