@@ -336,6 +336,8 @@ NB_MODULE(_core, m) {
         ThreadPool::instance().set_threads(n);
     }, nb::arg("n"));
     m.def("get_num_threads", []() { return ThreadPool::instance().threads(); });
+    m.def("set_local_thread_cap", &ThreadPool::set_local_cap, nb::arg("cap"),
+          "Caps the threads of core calls made from the calling thread (0: no cap); returns the old cap.");
     nb::class_<Plan>(m, "Plan", "One window's axis tables as the core reads them (from plan()).");
     m.def("plan", &make_plan, nb::arg("axes"));
     m.def("reduce", &reduce_op, nb::arg("x"), nb::arg("divisor").none(), nb::arg("kind"),
