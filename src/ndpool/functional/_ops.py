@@ -17,7 +17,9 @@ from .._arguments import (FLOAT_TYPES, MAX_SIZE, as_input, choice, flag, int_tup
                           padding_arg)
 from .._errors import fail, type_fail
 from .._layout import Layout, axes3, layout_for, layout_of, spatial3
-from .._window import Window, adaptive_window, fractional_window, sliding_window
+from .._window import (Window, adaptive_window, fractional_window, sliding_window,
+                       unpool_window)
+from ..arrays import is_dask, lazy
 
 TIES = ("first", "split")
 
@@ -34,6 +36,19 @@ def _pullback(op: str, y: np.ndarray, x: np.ndarray, layout: Layout,
         return layout.restore(dx3, layout.spatial)
 
     return pullback
+
+
+def _in_blocks(execute, op: str, rank: int, layout: str, x, win: Window, grad: bool):
+    """``execute(x, layout, win, grad=grad)`` on one block of a Dask array (see
+    arrays/dask.py), the block's Layout read off its shape."""
+    return execute(x, layout_for(op, x.shape, rank, layout), win, grad=grad)
+
+
+def _lazily(op: str, execute, x, lay: Layout, win: Window, grad: bool, indices=False):
+    """The Dask form of an op: ``execute`` mapped over the blocks of ``x``."""
+    run = functools.partial(_in_blocks, execute, op, lay.rank, lay.name)
+    return lazy().windowed(op, x, lay.spatial_dims, win, run, grad=grad, indices=indices,
+                           plane_dims=lay.plane_dims)
 
 
 def _checked_dy(op: str, dy, shape) -> np.ndarray:
@@ -78,6 +93,10 @@ def extreme_pool(kind: str, op: str, rank: int, x, kernel_size, stride=None, pad
 
 def _extreme(kind, op, x, lay: Layout, win: Window, return_indices, ties, grad):
     """Max/min over any Window: forward, indices, and the backward rule for ``ties``."""
+    if is_dask(x):
+        execute = functools.partial(_extreme, kind, op, return_indices=return_indices,
+                                    ties=ties)
+        return _lazily(op, execute, x, lay, win, grad, indices=return_indices)
     backend = backends.current()
     x3, axes = lay.canonical(x), axes3(win)
     last = lay.channels_last
@@ -120,7 +139,7 @@ def avg_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mo
             fail(op, f"divisor_override={divisor_override!r} must be a nonzero int or None")
         if abs(divisor_override) > MAX_SIZE:
             fail(op, f"divisor_override={divisor_override!r} must be at most {MAX_SIZE} in size")
-    return _mean(op, x, lay, win, _divisors(win, divisor_override), grad)
+    return _mean(op, x, lay, win, grad, divisor_override)
 
 
 def _divisors(win: Window, override=None) -> Tuple[np.ndarray, ...]:
@@ -132,7 +151,12 @@ def _divisors(win: Window, override=None) -> Tuple[np.ndarray, ...]:
     return (np.full(factors[0].shape, float(override)),) + tuple(np.ones_like(f) for f in factors[1:])
 
 
-def _mean(op, x, lay: Layout, win: Window, divisor: Tuple[np.ndarray, ...], grad: bool):
+def _mean(op, x, lay: Layout, win: Window, grad: bool, divisor_override=None):
+    """Window means with the Window's divisors, or ``divisor_override``."""
+    if is_dask(x):
+        execute = functools.partial(_mean, op, divisor_override=divisor_override)
+        return _lazily(op, execute, x, lay, win, grad)
+    divisor = _divisors(win, divisor_override)
     backend = backends.current()
     axes, last = axes3(win), lay.channels_last
     y3, _ = backend.reduce(lay.canonical(x), axes, "mean", channels_last=last,
@@ -161,22 +185,23 @@ def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mod
     lay, win = _sliding(op, x, rank, kernel_size, stride, 0, 1, ceil_mode, True)
     volume = x.dtype.type(win.volume)
     powered = x ** p
-    a, mean_pullback = _mean(op, powered, lay, win, _divisors(win), grad)
+    a, mean_pullback = _mean(op, powered, lay, win, grad)
     sign = np.sign(a)
     v = sign * np.maximum(np.abs(a), 0) * volume
     y = v ** x.dtype.type(1.0 / norm_type)
     if not grad:
         return y, None
 
-    def rule(dy3):
-        dy = lay.restore(dy3, win.out_size)
+    def pullback(dy):  # in the caller's layout, so that it serves Dask arrays as they are
+        checked = lazy().checked_dy(op, dy, y) if is_dask(y) else _checked_dy(op, dy, y.shape)
+        dy = checked.astype(x.dtype, copy=False)
         with np.errstate(divide="ignore", invalid="ignore"):
             g_v = dy * (x.dtype.type(1.0 / norm_type) * v ** x.dtype.type(1.0 / norm_type - 1))
             g_a = np.where(np.abs(a) > 0, g_v * volume * sign, 0).astype(x.dtype) * sign
             g_powered = mean_pullback(g_a)
-            return lay.canonical(g_powered * (p * x ** (p - 1)))
+            return g_powered * (p * x ** (p - 1))
 
-    return y, _pullback(op, y, x, lay, rule)
+    return y, pullback
 
 
 # ---------------------------------------------------------------- adaptive pools
@@ -204,7 +229,7 @@ def adaptive_avg_pool(op: str, rank: int, x, output_size, *, grad=False):
     x = _float_input(op, x)
     lay = layout_of(op, x, rank)
     win = adaptive_window(lay.spatial, _output_size(op, output_size, lay))
-    return _mean(op, x, lay, win, _divisors(win), grad)
+    return _mean(op, x, lay, win, grad)
 
 
 # ------------------------------------------------------------------ global pools
@@ -264,6 +289,8 @@ def global_max_pool(x, keepdims=False, *, grad=False):
     """Max over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
     op = "global_max_pool"
     x = as_input(op, x, integers=True)
+    if is_dask(x):
+        return lazy().global_pool(op, x, "max", flag(op, "keepdims", keepdims), grad)
     run = lambda flat, lay, win: _extreme("max", op, flat, lay, win, False, "first", grad)
     return _global(op, x, keepdims, "max", run, grad)
 
@@ -272,7 +299,9 @@ def global_avg_pool(x, keepdims=False, *, grad=False):
     """Mean over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
     op = "global_avg_pool"
     x = _float_input(op, x)
-    run = lambda flat, lay, win: _mean(op, flat, lay, win, _divisors(win), grad)
+    if is_dask(x):
+        return lazy().global_pool(op, x, "mean", flag(op, "keepdims", keepdims), grad)
+    run = lambda flat, lay, win: _mean(op, flat, lay, win, grad)
     return _global(op, x, keepdims, "mean", run, grad)
 
 
@@ -341,7 +370,15 @@ def max_unpool(op: str, rank: int, x, indices, kernel_size, stride=None, padding
     strides = kernel if stride is None else int_tuple(op, "stride", stride, rank)
     pads = int_tuple(op, "padding", padding, rank, minimum=0)
     out = _unpool_size(op, lay, kernel, strides, pads, output_size)
+    if is_dask(x):
+        run = functools.partial(_unpool_block, op, rank)
+        window = unpool_window(out, lay.spatial, kernel, strides, pads)
+        return lazy().unpool(op, x, indices, window, lay.spatial_dims, run, grad)
     index = _unpool_indices(op, indices, x.shape, out)
+    return _unpool(op, x, index, lay, out, grad)
+
+
+def _unpool(op, x, index, lay: Layout, out, grad):
     backend = backends.current()
     x3, idx3 = lay.canonical(x), lay.canonical(index)
     y = lay.restore(backend.unpool(x3, idx3, spatial3(out)), out)
@@ -349,6 +386,11 @@ def max_unpool(op: str, rank: int, x, indices, kernel_size, stride=None, padding
         return y, None
     rule = lambda dy3: backend.unpool_backward(dy3, idx3)
     return y, _pullback(op, y, x, lay, rule)
+
+
+def _unpool_block(op, rank, x, index, out, grad):
+    """max_unpool of one block of a Dask array: indices flat in the block's ``out``."""
+    return _unpool(op, x, index, layout_for(op, x.shape, rank), out, grad)
 
 
 def _unpool_size(op, lay: Layout, kernel, strides, pads, output_size):
