@@ -210,7 +210,7 @@ _TOTAL = np.dtype([("total", np.float64), ("cells", np.int64)])
 
 def _mean_partial(block, threads, bounds, block_id=None):
     from ..functional import global_avg_pool
-    work = block.astype(np.float32) if block.dtype == np.float16 else block
+    work = block.astype(np.float64)   # totals in float64: one rounding, at the end
     with capped(threads):
         mean = global_avg_pool(work, keepdims=True)
     cells = math.prod(block.shape[2:])
