@@ -432,3 +432,99 @@ def _unpool_indices(op, indices, shape, out) -> np.ndarray:
         fail(op, f"indices must lie in [0, {size}) for an output of spatial size {out}, "
              f"found {int(bad)}")
     return index.astype(np.int64, copy=False)
+
+
+# ----------------------------------------------------------- any axes, any rank
+POOL_OPS = ("max", "min", "avg", "sum")
+#: the compiled core pools up to this many dims in one pass; more are pooled in passes
+PASS_DIMS = 3
+
+
+def _pool_axes(op: str, ndim: int, axes) -> Tuple[int, ...]:
+    """``axes`` (None: every axis; an int; a sequence of ints) as sorted non-negative dims."""
+    if axes is None:
+        return tuple(range(ndim))
+    items = (axes,) if isinstance(axes, numbers.Integral) and not isinstance(axes, bool) else axes
+    if not isinstance(items, (tuple, list)) or not items or not all(
+            isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in items):
+        type_fail(op, f"axes={axes!r} must be None, an int or a non-empty tuple of ints")
+    if not all(-ndim <= a < ndim for a in items):
+        fail(op, f"axes={axes!r} names a dim outside an array of {ndim} dims")
+    dims = tuple(int(a) % ndim for a in items)
+    if len(set(dims)) != len(dims):
+        fail(op, f"axes={axes!r} names a dim twice")
+    return dims
+
+
+def pool(x, op, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+         axes=None, grad=False):
+    """Sliding-window ``op`` over ``axes`` of an array of any rank (NumPy or Dask).
+
+    Each axis gets its entry of ``kernel_size``, ``stride``, ``padding`` and ``dilation``
+    (or the one int); up to three axes go through the compiled core in one pass, more in
+    passes of three (every op here is separable: a max over a box is the max over its
+    first dims of the max over the rest).
+    """
+    name = "pool"
+    reduction = choice(name, "op", op, POOL_OPS)
+    x = as_input(name, x, integers=reduction in ("max", "min"))
+    dims = _pool_axes(name, x.ndim, axes)
+    rank = len(dims)
+    kernel = int_tuple(name, "kernel_size", kernel_size, rank)
+    strides = kernel if stride is None else int_tuple(name, "stride", stride, rank)
+    dilations = int_tuple(name, "dilation", dilation, rank)
+    ceil_mode = flag(name, "ceil_mode", ceil_mode)
+    pads = padding_arg(name, padding, rank, kernel, ceil_mode)
+    if any(x.shape[d] == 0 for d in dims):
+        fail(name, f"x has an empty dim among axes={tuple(dims)}, shape {x.shape}")
+    pullbacks, y = [], x
+    for start in range(0, rank, PASS_DIMS):
+        group = slice(start, start + PASS_DIMS)
+        pick = lambda values: values if isinstance(values, str) else values[group]
+        win = sliding_window(name, tuple(x.shape[d] for d in dims[group]), kernel[group],
+                             strides[group], pick(pads), dilations[group], ceil_mode, True)
+        y, pullback = _pool_pass(reduction, name, y, dims[group], win, grad)
+        pullbacks.append(pullback)
+    if not grad:
+        return y, None
+
+    def chained(dy):
+        for pullback in reversed(pullbacks):
+            dy = pullback(dy)
+        return dy
+
+    return y, chained
+
+
+def _pool_pass(reduction: str, name: str, x, dims: Tuple[int, ...], win: Window, grad: bool):
+    """One pass of ``pool`` over up to three ``dims``: the dims moved last and every
+    other dim made planes, the ops layer's max/min or mean, and back."""
+    if is_dask(x):
+        run = functools.partial(_pool_block, reduction, name, dims)
+        return lazy().windowed(name, x, dims, win, run, grad=grad)
+    rank = len(dims)
+    last = tuple(range(x.ndim - rank, x.ndim))
+    moved = np.moveaxis(x, dims, last)
+    lead = moved.shape[:x.ndim - rank]
+    planes = moved.reshape((math.prod(lead),) + moved.shape[x.ndim - rank:])
+    lay = layout_for(name, planes.shape, rank)
+    if reduction in ("max", "min"):
+        y, pullback = _extreme(reduction, name, planes, lay, win, False, "first", grad)
+    else:
+        y, pullback = _mean(name, planes, lay, win, grad, 1 if reduction == "sum" else None)
+    back = lambda a, spatial: np.moveaxis(a.reshape(lead + tuple(spatial)), last, dims)
+    result = back(y, win.out_size)
+    if not grad:
+        return result, None
+
+    def pass_pullback(dy):
+        dy = _checked_dy(name, dy, result.shape)
+        flat = np.moveaxis(dy, dims, last).reshape(y.shape)
+        return back(pullback(flat), win.in_size)
+
+    return result, pass_pullback
+
+
+def _pool_block(reduction, name, dims, x, win, grad):
+    """``_pool_pass`` on one block of a Dask array."""
+    return _pool_pass(reduction, name, x, dims, win, grad)
