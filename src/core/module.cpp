@@ -328,6 +328,10 @@ nb::dict simd_info() {
 
 }  // namespace
 
+namespace ndpool {
+void bind_select(nb::module_ &m);  // select.cpp: coarsen's median, mode and integer sums
+}
+
 NB_MODULE(_core, m) {
     load_kernels(Host{host_parallel_for, host_threads});  // a bad NDPOOL_SIMD stops the import here
     m.doc() = "ndpool's compiled pooling core (see backends/compiled.py for the contract)";
@@ -353,4 +357,5 @@ NB_MODULE(_core, m) {
     m.def("split_ties", &split_ties_op);
     m.def("unpool", &unpool_op);
     m.def("unpool_backward", &unpool_backward_op);
+    bind_select(m);
 }
