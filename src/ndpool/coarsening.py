@@ -234,6 +234,8 @@ def _select(x, axes, factors, kind: str, skipna: bool) -> np.ndarray:
     lead = moved.shape[:x.ndim - len(axes)]
     planes = np.ascontiguousarray(moved.reshape((math.prod(lead),) + moved.shape[len(lead):]))
     y = _core.block_select(planes, [factors[a] for a in axes], kind, skipna)
+    y = y.view(np.int64 if kind == "sum" else x.dtype)   # NumPy's own dtype object (the
+    # core's may be an equivalent twin, which prints as a different type)
     return np.moveaxis(y.reshape(lead + y.shape[1:]), last, axes)
 
 
