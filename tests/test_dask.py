@@ -295,3 +295,16 @@ def test_dask_input_errors_name_the_op():
     bad = da.zeros((1, 1, 4, 4), chunks=2, dtype=np.int64)   # every index at cell 0
     with pytest.raises(ValueError, match="inside their own pooling window"):
         ndpool.max_unpool2d(da.ones((1, 1, 4, 4), chunks=2), bad, 2).compute()
+
+
+def test_blocks_use_the_backend_in_force_where_the_graph_was_built(monkeypatch):
+    from ndpool.backends import reference
+    calls, original = [], reference.reduce
+    monkeypatch.setattr(reference, "reduce",
+                        lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    x = da.from_array(distinct((1, 1, 8, 8)), chunks=4)
+    with ndpool.use_backend("reference"):
+        y = ndpool.max_pool2d(x, 2)
+        g = ndpool.global_max_pool(x)
+    dask.compute(y, g, scheduler="threads", num_workers=2)   # worker threads, outside the block
+    assert len(calls) == 4 + 4

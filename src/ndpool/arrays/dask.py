@@ -15,6 +15,7 @@ threads (one by default: Dask already runs one block per worker thread).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
+from .. import backends
 from .._arguments import FLOAT_TYPES
 from .._errors import fail, type_fail
 from .._threads import block_threads, capped
@@ -32,6 +34,14 @@ from .._window import reach as _reach
 
 # run(x_block, window_part, grad) -> (result, pullback): the in-memory op, its arguments fixed
 Run = Callable[[np.ndarray, Window, bool], tuple]
+
+
+@contextlib.contextmanager
+def running(threads: int, backend):
+    """How a block runs: on ``threads`` core threads, with the backend that was in force
+    where its graph was built (None: the default), whichever thread the block runs on."""
+    with capped(threads), (backends.use_backend(backend) if backend else contextlib.nullcontext()):
+        yield
 
 
 def known_chunks(op: str, x) -> None:
@@ -55,7 +65,7 @@ def regroup(x, dim: int, ranges: Sequence[Tuple[int, int]]):
     return da.concatenate(pieces, axis=dim)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Blocks:
     """What every block of one op needs: the op, its Window and how the Window is cut.
 
@@ -73,6 +83,7 @@ class _Blocks:
     plane_dims: Tuple[int, ...]
     threads: int
     indices: bool
+    backend: Optional[str]
 
     def _spans(self, table, block_id):
         return [table[k][block_id[d]] for k, d in enumerate(self.dims)]
@@ -88,7 +99,7 @@ class _Blocks:
 
     def forward(self, block: np.ndarray, block_id=None):
         spans = self._spans(self.out_spans, block_id)
-        with capped(self.threads):
+        with running(self.threads, self.backend):
             result, _ = self.run(block, part(self.window, spans, self._rows(block_id)), False)
         if not self.indices:
             return result
@@ -103,7 +114,7 @@ class _Blocks:
 
     def backward(self, x_region: np.ndarray, dy_region: np.ndarray, block_id=None):
         spans = self._spans(self.in_spans, block_id)
-        with capped(self.threads):
+        with running(self.threads, self.backend):
             _, pullback = self.run(x_region, part(self.window, spans, self._rows(block_id)),
                                    True)
             dx = pullback(dy_region)
@@ -120,7 +131,7 @@ class _Blocks:
         w = self.window
         tables = [(a.first, a.count, a.skip, a.step, a.divisor) for a in w.axes]
         return (self.op, described, w.in_size, w.out_size, w.kernel, w.stride, w.dilation,
-                tables, self.dims, self.bounds, self.threads, self.indices)
+                tables, self.dims, self.bounds, self.threads, self.indices, self.backend)
 
 
 def windowed(op: str, x, dims: Sequence[int], window: Window, run: Run, *, grad: bool,
@@ -133,7 +144,8 @@ def windowed(op: str, x, dims: Sequence[int], window: Window, run: Run, *, grad:
     out_spans = tuple(output_spans(a, bounds[d]) for a, d in zip(window.axes, dims))
     in_spans = tuple(input_spans(a, bounds[d]) for a, d in zip(window.axes, dims))
     blocks = _Blocks(op, run, window, dims, bounds, out_spans, in_spans,
-                     tuple(d % x.ndim for d in plane_dims), block_threads.current(), indices)
+                     tuple(d % x.ndim for d in plane_dims), block_threads.current(), indices,
+                     backends.chosen())
     token = tokenize(x.name, blocks)
     source = x
     for spans, d in zip(out_spans, dims):
@@ -193,12 +205,13 @@ def checked_dy(op: str, dy, y):
 # winner's index kept so that the backward pass can send dy to the in-memory winner.
 
 def _whole_blocks(x, op: str, run, dtype, threads):
-    """``run(block, threads, block_id)`` on every block, one partial per plane and block:
-    shape (N, C, 1, ..., 1) per block."""
+    """``run(block, threads, bounds, block_id)`` on every block, one partial per plane
+    and block: shape (N, C, 1, ..., 1) per block."""
     chunks = x.chunks[:2] + tuple((1,) * len(c) for c in x.chunks[2:])
-    return da.map_blocks(run, x, threads=threads, bounds=_all_bounds(x), chunks=chunks,
+    how = (threads, backends.chosen())
+    return da.map_blocks(run, x, threads=how, bounds=_all_bounds(x), chunks=chunks,
                          meta=np.empty((0,) * x.ndim, dtype=dtype),
-                         name=f"{op}-partials-{tokenize(x.name, run, threads)}")
+                         name=f"{op}-partials-{tokenize(x.name, run, how)}")
 
 
 def _all_bounds(x):
@@ -211,7 +224,7 @@ _TOTAL = np.dtype([("total", np.float64), ("cells", np.int64)])
 def _mean_partial(block, threads, bounds, block_id=None):
     from ..functional import global_avg_pool
     work = block.astype(np.float64)   # totals in float64: one rounding, at the end
-    with capped(threads):
+    with running(*threads):
         mean = global_avg_pool(work, keepdims=True)
     cells = math.prod(block.shape[2:])
     out = np.empty(mean.shape, dtype=_TOTAL)
@@ -236,7 +249,7 @@ def _winner_partial(block, threads, bounds, kind, block_id=None):
     plane's among the block's cells."""
     from ..functional import max_pool1d, min_pool1d
     planes = block.reshape(block.shape[:2] + (-1,))
-    with capped(threads):
+    with running(*threads):
         pool = max_pool1d if kind == "max" else min_pool1d
         value, local = pool(planes, planes.shape[-1], return_indices=True)
     cells = np.unravel_index(local, block.shape[2:])
@@ -360,6 +373,8 @@ class _Unpool:
     out_bounds: Tuple[Tuple[int, ...], ...]   # per pooled dim, the output's chunk ends
     out_spans: Tuple[Tuple[Span, ...], ...]   # per output chunk: its windows and region
     in_spans: Tuple[Tuple[Span, ...], ...]    # per chunk of x: its windows' region
+    threads: int
+    backend: Optional[str]
 
     def _local(self, index: np.ndarray, spans: Sequence[Span]) -> np.ndarray:
         cells = np.unravel_index(index, self.window.in_size)
@@ -373,7 +388,8 @@ class _Unpool:
     def forward(self, x, index, block_id=None):
         spans = [self.out_spans[k][block_id[d]] for k, d in enumerate(self.dims)]
         shape = tuple(s.in_hi - s.in_lo for s in spans)
-        y, _ = self.run(x, self._local(np.asarray(index), spans), shape, False)
+        with running(self.threads, self.backend):
+            y, _ = self.run(x, self._local(np.asarray(index), spans), shape, False)
         trim = [slice(None)] * y.ndim
         for k, (span, d) in enumerate(zip(spans, self.dims)):
             lo, hi = self.out_bounds[k][block_id[d]], self.out_bounds[k][block_id[d] + 1]
@@ -383,12 +399,14 @@ class _Unpool:
     def backward(self, dy_region, x, index, block_id=None):
         spans = [self.in_spans[k][block_id[d]] for k, d in enumerate(self.dims)]
         shape = tuple(s.in_hi - s.in_lo for s in spans)
-        _, pullback = self.run(x, self._local(np.asarray(index), spans), shape, True)
-        return pullback(dy_region)
+        with running(self.threads, self.backend):
+            _, pullback = self.run(x, self._local(np.asarray(index), spans), shape, True)
+            return pullback(dy_region)
 
     def __dask_tokenize__(self):
         return (self.op, self.window.in_size, self.window.out_size, self.window.kernel,
-                self.window.stride, self.window.pad_lo, self.dims, self.out_bounds)
+                self.window.stride, self.window.pad_lo, self.dims, self.out_bounds,
+                self.threads, self.backend)
 
 
 def unpool(op: str, x, indices, window: Window, dims: Sequence[int], run, grad: bool):
@@ -412,7 +430,8 @@ def unpool(op: str, x, indices, window: Window, dims: Sequence[int], run, grad: 
         out_spans.append(input_spans(axis, cuts))
         in_spans.append(tuple(Span(int(a), int(b), int(lo[a:b].min()), int(hi[a:b].max()))
                               for a, b in zip(_bounds(x.chunks[d])[:-1], _bounds(x.chunks[d])[1:])))
-    plan = _Unpool(op, run, window, dims, tuple(out_bounds), tuple(out_spans), tuple(in_spans))
+    plan = _Unpool(op, run, window, dims, tuple(out_bounds), tuple(out_spans), tuple(in_spans),
+                   block_threads.current(), backends.chosen())
     token = tokenize(x.name, indices.name, plan)
     xs, idx = x, indices
     for spans, d in zip(out_spans, dims):
