@@ -173,8 +173,27 @@ def main():
          lambda t: torch.amax(t, dim=(2, 3, 4)))
     case("global_avg_pool", "global_avg_pool", x2, (), dict(keepdims=True),
          lambda t, keepdims: torch.mean(t, dim=(2, 3), keepdim=keepdims))
+    pool_cases()
     total = sum(f.stat().st_size for f in OUT.glob("*.npz"))
     print(f"wrote {len(list(OUT.glob('*.npz')))} files, {total} bytes, to {OUT}")
+
+
+def pool_cases():
+    """ndpool.pool over axes torch pools only after moving them last (own seed, so that
+    adding these left the other files as they were)."""
+    rng = np.random.default_rng(9)
+    x = tie_free(rng, (5, 3, 8))
+
+    def moved(fn, axes, *args, **kw):   # torch's op on ``axes`` moved last, then back
+        def run(t):
+            last = tuple(range(t.dim() - len(axes), t.dim()))
+            return fn(t.movedim(axes, last), *args, **kw).movedim(last, axes)
+        return run
+
+    case("pool_max_axes", "pool", x, ("max", 3), dict(stride=2, padding=1, axes=[0, 2]),
+         lambda t, *_, **__: moved(F.max_pool2d, (0, 2), 3, 2, 1)(t))
+    case("pool_sum_depthwise", "pool", x, ("sum", 2), dict(stride=1, padding=1, axes=1),
+         lambda t, *_, **__: moved(lambda u: 2 * F.avg_pool1d(u, 2, 1, 1), (1,))(t))
 
 
 if __name__ == "__main__":

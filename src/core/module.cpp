@@ -328,6 +328,10 @@ nb::dict simd_info() {
 
 }  // namespace
 
+namespace ndpool {
+void bind_select(nb::module_ &m);  // select.cpp: coarsen's median, mode and integer sums
+}
+
 NB_MODULE(_core, m) {
     load_kernels(Host{host_parallel_for, host_threads});  // a bad NDPOOL_SIMD stops the import here
     m.doc() = "ndpool's compiled pooling core (see backends/compiled.py for the contract)";
@@ -336,6 +340,8 @@ NB_MODULE(_core, m) {
         ThreadPool::instance().set_threads(n);
     }, nb::arg("n"));
     m.def("get_num_threads", []() { return ThreadPool::instance().threads(); });
+    m.def("set_local_thread_cap", &ThreadPool::set_local_cap, nb::arg("cap"),
+          "Caps the threads of core calls made from the calling thread (0: no cap); returns the old cap.");
     nb::class_<Plan>(m, "Plan", "One window's axis tables as the core reads them (from plan()).");
     m.def("plan", &make_plan, nb::arg("axes"));
     m.def("reduce", &reduce_op, nb::arg("x"), nb::arg("divisor").none(), nb::arg("kind"),
@@ -351,4 +357,5 @@ NB_MODULE(_core, m) {
     m.def("split_ties", &split_ties_op);
     m.def("unpool", &unpool_op);
     m.def("unpool_backward", &unpool_backward_op);
+    bind_select(m);
 }

@@ -2,6 +2,8 @@
 // part. Kernel libraries reach it through table.hpp's Host, so one pool serves every level.
 // One job runs at a time; a call made while the pool is busy (another Python thread)
 // runs serially in its own thread, so concurrent calls are safe and never deadlock.
+// A thread may cap the threads of its own calls (set_local_cap): a Dask worker thread
+// runs each block on one core without changing the count other callers get.
 #pragma once
 
 #include <algorithm>
@@ -25,14 +27,30 @@ public:
         return pool;
     }
 
-    int threads() const { return threads_.load(); }
+    // The threads a call made from this thread uses: the pool's count, or this thread's cap.
+    int threads() const {
+        const int n = threads_.load(), cap = local_cap();
+        return cap > 0 && cap < n ? cap : n;
+    }
+
+    // Caps the threads of calls from the calling thread (0 lifts the cap); returns the old cap.
+    static int set_local_cap(int cap) {
+        const int old = local_cap();
+        local_cap() = std::max(0, cap);
+        return old;
+    }
+
+    static int &local_cap() {
+        static thread_local int cap = 0;
+        return cap;
+    }
 
     void set_threads(int n) { threads_.store(std::max(1, n)); }
 
     // Runs body(begin, end) over chunks of [0, n); chunks are claimed dynamically.
     void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &body) {
         if (n <= 0) return;
-        int want = static_cast<int>(std::min<int64_t>(threads_.load(), (n + grain - 1) / grain));
+        int want = static_cast<int>(std::min<int64_t>(threads(), (n + grain - 1) / grain));
         std::unique_lock<std::mutex> busy(job_mutex_, std::try_to_lock);
         if (want <= 1 || !busy.owns_lock()) {
             body(0, n);

@@ -8,12 +8,13 @@ array([[[[4., 8.],
 """
 from . import nn
 from ._config import show_config
-from ._threads import get_num_threads, set_num_threads
+from ._threads import block_threads, get_num_threads, set_num_threads
 from .autodiff import vjp
 from .backends import use_backend
+from .coarsening import coarsen
 from .functional import *  # noqa: F401,F403  the per-rank ops
 from .functional import __all__ as _ops
 
 __version__ = "0.1.0"
 __all__ = list(_ops) + ["vjp", "nn", "use_backend", "set_num_threads", "get_num_threads",
-           "show_config"]
+           "show_config", "block_threads", "coarsen"]

@@ -7,6 +7,7 @@ from typing import Tuple
 import numpy as np
 
 from ._errors import fail, type_fail
+from .arrays import is_dask
 
 FLOAT_TYPES = (np.float16, np.float32, np.float64)
 #: the largest size, stride, padding or dilation accepted (window arithmetic stays in int64)
@@ -15,11 +16,12 @@ INT_TYPES = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint
 
 
 def as_input(op: str, x, *, integers: bool) -> np.ndarray:
-    """``x`` as an ndarray of a supported dtype; never copied when it already is one."""
+    """``x`` as an ndarray of a supported dtype; never copied when it already is one.
+    A Dask array stays one (lazy: only its dtype is read)."""
     if isinstance(x, (str, bytes)):
         type_fail(op, f"x must be an array, got {type(x).__name__}")
     try:
-        array = np.asarray(x)
+        array = x if is_dask(x) else np.asarray(x)
     except Exception as error:  # ragged lists and other things NumPy refuses
         type_fail(op, f"x could not be read as an array ({error})")
     dtype = array.dtype

@@ -38,6 +38,21 @@ class Layout:
     def planes(self) -> int:
         return self.batch * self.channels
 
+    @property
+    def name(self) -> str:
+        return "channels_last" if self.channels_last else "channels_first"
+
+    @property
+    def spatial_dims(self) -> Tuple[int, ...]:
+        """The caller's array dims that hold the spatial sizes, in order."""
+        first = (1 if self.batched else 0) if self.channels_last else len(self.lead)
+        return tuple(range(first, first + self.rank))
+
+    @property
+    def plane_dims(self) -> Tuple[int, ...]:
+        """The caller's array dims whose cells are the channels-first planes, in order."""
+        return () if self.channels_last else tuple(range(len(self.lead)))
+
     def canonical(self, x: np.ndarray) -> np.ndarray:
         """The backend view of ``x``, an input or an output of this layout (a view
         whenever NumPy can make one)."""

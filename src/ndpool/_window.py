@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -169,6 +169,7 @@ class Axis:                          # made once per cached Window
     divisor: np.ndarray
     kernel: int = 1
     stride: int = 0
+    size: int = 0      # the input size, where the tables need it said (max_unpool)
 
     @property
     def out(self) -> int:
@@ -319,6 +320,21 @@ def adaptive_window(in_size: Ints, out_size: Ints) -> Window:
                   (0,) * len(in_size), (0,) * len(in_size), tuple(axes))
 
 
+def unpool_window(out_size: Ints, pooled: Ints, kernel: Ints, stride: Ints,
+                  padding: Ints) -> Window:
+    """The pooling windows that max_unpool inverts: ``pooled`` windows over an input of
+    ``out_size`` (the unpooled size, which ``output_size`` may make differ by less than a
+    stride from what the windows span, so some may reach past the end)."""
+    axes = []
+    for size, out, k, s, p in zip(out_size, pooled, kernel, stride, padding):
+        axis = _sliding_axis(size, out, k, s, 1, p, -p, size + p)
+        axes.append(Axis(axis.first, axis.count, axis.step, axis.skip, axis.divisor,
+                         axis.kernel, axis.stride, size))
+    ones = (1,) * len(out_size)
+    return Window(tuple(out_size), tuple(pooled), tuple(kernel), tuple(stride), ones,
+                  tuple(padding), tuple(padding), tuple(axes))
+
+
 def fractional_intervals(samples: np.ndarray, size: int, out: int, kernel: int) -> np.ndarray:
     """PyTorch's pseudo-random window starts, computed in the samples' own float type.
 
@@ -355,3 +371,80 @@ def fractional_window(in_size: Ints, out_size: Ints, kernel: Ints,
     ones = (1,) * rank
     return Window(tuple(in_size), tuple(out_size), tuple(kernel), None, ones,
                   (0,) * rank, (0,) * rank, tuple(axes))
+
+
+# ------------------------------------------------------------------ parts of a Window
+# A Dask array is pooled block by block: each block computes some of the windows from
+# the input cells they reach. The functions below cut a Window into such parts, per dim,
+# from the same tables the backends read, so a part's windows are the whole Window's
+# windows, tap for tap, divisor for divisor: only their positions are shifted.
+
+@dataclass(frozen=True)
+class Span:
+    """Windows ``[out_lo, out_hi)`` of one dim, reading input cells ``[in_lo, in_hi)``."""
+
+    out_lo: int
+    out_hi: int
+    in_lo: int
+    in_hi: int
+
+
+def reach(axis: Axis) -> Tuple[np.ndarray, np.ndarray]:
+    """Per window, the first input cell any plane's window reads and one past its last."""
+    lo = axis.first.min(axis=0)
+    hi = (axis.first + np.maximum(axis.count - 1, 0) * axis.step).max(axis=0) + 1
+    if axis.count.min() < 1:   # max_unpool's windows may lie wholly past the end
+        lo, hi = np.minimum(lo, axis.size - 1), np.minimum(hi, axis.size)
+    # windows of every kind here start in order; keep the hull monotone all the same
+    return np.minimum.accumulate(lo[::-1])[::-1], np.maximum.accumulate(hi)
+
+
+def output_spans(axis: Axis, in_bounds: Sequence[int]) -> Tuple[Span, ...]:
+    """Cut the windows where the input is cut (``in_bounds``: 0, the chunk ends, ..., n):
+    a window belongs to the part of the input chunk its first cell lies in, so along a
+    sliding dim the parts start at multiples of the stride. Each span reads its windows'
+    whole reach (the halo of the next chunk). Parts with no window are dropped."""
+    lo, hi = reach(axis)
+    cuts = sorted(set(int(c) for c in np.searchsorted(lo, np.asarray(in_bounds), "left")))
+    cuts = [0] + [c for c in cuts if 0 < c < axis.out] + [axis.out]
+    return tuple(Span(a, b, int(lo[a]), int(hi[a:b].max()))
+                 for a, b in zip(cuts[:-1], cuts[1:]))
+
+
+def input_spans(axis: Axis, in_bounds: Sequence[int]) -> Tuple[Span, ...]:
+    """For each input chunk ``[a, b)``, the windows that read any cell of it and the cells
+    those windows read (the chunk included): what a backward pass needs to give the
+    chunk every contribution it gets. A chunk no window reads keeps one neighbouring
+    window, whose contributions all fall outside it."""
+    lo, hi = reach(axis)
+    spans = []
+    for a, b in zip(in_bounds[:-1], in_bounds[1:]):
+        o0 = int(np.searchsorted(hi, a, "right"))   # first window ending after a
+        o1 = int(np.searchsorted(lo, b, "left"))    # windows starting before b
+        if o0 >= o1:
+            o0 = min(o0, axis.out - 1)
+            o1 = o0 + 1
+        spans.append(Span(o0, o1, min(int(a), int(lo[o0])), max(int(b), int(hi[o0:o1].max()))))
+    return tuple(spans)
+
+
+def part_axis(axis: Axis, span: Span, rows=None) -> Axis:
+    """The windows of ``span`` with positions relative to its first input cell; ``rows``
+    picks the planes of per-plane (fractional) tables."""
+    pick = lambda table: table[rows] if rows is not None and table.shape[0] > 1 else table
+    first = pick(axis.first)[:, span.out_lo:span.out_hi] - span.in_lo
+    return Axis(first=np.ascontiguousarray(first),
+                count=np.ascontiguousarray(pick(axis.count)[:, span.out_lo:span.out_hi]),
+                step=axis.step,
+                skip=np.ascontiguousarray(pick(axis.skip)[:, span.out_lo:span.out_hi]),
+                divisor=np.ascontiguousarray(axis.divisor[span.out_lo:span.out_hi]),
+                kernel=axis.kernel, stride=axis.stride, size=span.in_hi - span.in_lo)
+
+
+def part(window: Window, spans: Sequence[Span], rows=None) -> Window:
+    """The Window of one block: the windows of ``spans`` (one per dim) over the input
+    cells they name."""
+    axes = tuple(part_axis(a, s, rows) for a, s in zip(window.axes, spans))
+    return Window(tuple(s.in_hi - s.in_lo for s in spans), tuple(a.out for a in axes),
+                  window.kernel, window.stride, window.dilation, window.pad_lo,
+                  window.pad_hi, axes)

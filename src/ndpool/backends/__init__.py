@@ -34,6 +34,11 @@ def current():
     return _load(_chosen.get() or default_backend())
 
 
+def chosen():
+    """The name ``use_backend`` put in force here, or None for the default."""
+    return _chosen.get()
+
+
 @contextlib.contextmanager
 def use_backend(name: str):
     """Compute with backend ``name`` ("compiled" or "reference") inside the block.

@@ -194,3 +194,34 @@ def _global_avg_template(x, keepdims=False, layout="channels_first"):
 
 _public("global_max_pool", _ops.global_max_pool, _global_max_template, "")
 _public("global_avg_pool", _ops.global_avg_pool, _global_avg_template, "")
+
+
+def _pool_template(x, op, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                   *, axes=None):
+    """pool: sliding-window ``op`` over any ``axes`` of an array of any rank.
+
+    >>> import numpy as np, ndpool
+    >>> x = np.arange(16.0).reshape(4, 4)
+    >>> ndpool.pool(x, "max", 2)
+    array([[ 5.,  7.],
+           [13., 15.]])
+    >>> field = np.random.default_rng(0).random((2, 4, 6, 6, 6))   # (N, T, D, H, W)
+    >>> ndpool.pool(field, "avg", 2, axes=(1, 2, 3, 4)).shape
+    (2, 2, 3, 3, 3)
+    >>> image = np.random.default_rng(1).random((1, 3, 8, 8))
+    >>> bool((ndpool.pool(image, "max", 3, 2, 1, axes=(-2, -1))
+    ...       == ndpool.max_pool2d(image, 3, 2, 1)).all())
+    True
+
+    ``op`` is ``"max"``, ``"min"``, ``"avg"`` or ``"sum"``; ``axes`` is None (every axis),
+    an int or a tuple of ints, and ``kernel_size``, ``stride`` (default: ``kernel_size``),
+    ``padding`` (ints, ``"valid"`` or ``"same"``) and ``dilation`` give one int or one
+    per axis. The rules are the named ops': ``pool(x, "max", k, axes=(-2, -1))`` is
+    ``max_pool2d(x, k)``, ``"avg"`` is ``avg_pool*``'s divisor with its defaults, and
+    ``"sum"`` is the window sum. Pooling the channel axis gives TensorFlow's depthwise
+    pooling. Max and min take integer input; averages and sums take floats. Works on
+    Dask arrays (lazily) and with ``ndpool.vjp``.
+    """
+
+
+_public("pool", _ops.pool, _pool_template, "")

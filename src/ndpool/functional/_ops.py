@@ -17,7 +17,9 @@ from .._arguments import FLOAT_TYPES, MAX_SIZE, as_input, choice, flag, int_tupl
 from .._errors import fail, type_fail
 from .._layout import Layout, axes3, layout_for, layout_of, layout_word, spatial3
 from .._window import (Window, adaptive_window, column_major, counts_padding,
-                       fractional_window, padding_form, sliding_window, stride_or_kernel)
+                       fractional_window, padding_form, sliding_window, stride_or_kernel,
+                       unpool_window)
+from ..arrays import is_dask, lazy
 
 TIES = ("first", "split")
 
@@ -34,6 +36,19 @@ def _pullback(op: str, y: np.ndarray, x: np.ndarray, layout: Layout,
         return layout.restore(dx3, layout.spatial)
 
     return pullback
+
+
+def _in_blocks(execute, op: str, rank: int, layout: str, x, win: Window, grad: bool):
+    """``execute(x, layout, win, grad=grad)`` on one block of a Dask array (see
+    arrays/dask.py), the block's Layout read off its shape."""
+    return execute(x, layout_for(op, x.shape, rank, layout), win, grad=grad)
+
+
+def _lazily(op: str, execute, x, lay: Layout, win: Window, grad: bool, indices=False):
+    """The Dask form of an op: ``execute`` mapped over the blocks of ``x``."""
+    run = functools.partial(_in_blocks, execute, op, lay.rank, lay.name)
+    return lazy().windowed(op, x, lay.spatial_dims, win, run, grad=grad, indices=indices,
+                           plane_dims=lay.plane_dims)
 
 
 def _checked_dy(op: str, dy, shape) -> np.ndarray:
@@ -102,6 +117,14 @@ def _extreme(kind, op, x, lay: Layout, win: Window, return_indices, ties, grad, 
              column=False):
     """Max/min over any Window: forward, indices (column-major when ``column``), and
     the backward rule for ``ties``."""
+    if is_dask(x):
+        execute = functools.partial(_extreme, kind, op, return_indices=return_indices,
+                                    ties=ties)
+        result, pullback = _lazily(op, execute, x, lay, win, grad, indices=return_indices)
+        if return_indices and column:   # renumber the whole-plane indices, block by block
+            y, idx = result
+            result = (y, idx.map_blocks(column_major, win.in_size, dtype=np.int64))
+        return result, pullback
     backend = backends.current()
     x3, axes = lay.canonical(x), axes3(win)
     last = lay.channels_last
@@ -164,7 +187,7 @@ def avg_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mo
             fail(op, f"divisor_override={divisor_override!r} must be a nonzero int or None")
         if abs(divisor_override) > MAX_SIZE:
             fail(op, f"divisor_override={divisor_override!r} must be at most {MAX_SIZE} in size")
-    return _mean(op, x, lay, win, _divisors(win, divisor_override), grad)
+    return _mean(op, x, lay, win, grad, divisor_override)
 
 
 def _divisors(win: Window, override=None) -> Tuple[np.ndarray, ...]:
@@ -176,7 +199,12 @@ def _divisors(win: Window, override=None) -> Tuple[np.ndarray, ...]:
     return (np.full(factors[0].shape, float(override)),) + tuple(np.ones_like(f) for f in factors[1:])
 
 
-def _mean(op, x, lay: Layout, win: Window, divisor: Tuple[np.ndarray, ...], grad: bool):
+def _mean(op, x, lay: Layout, win: Window, grad: bool, divisor_override=None):
+    """Window means with the Window's divisors, or ``divisor_override``."""
+    if is_dask(x):
+        execute = functools.partial(_mean, op, divisor_override=divisor_override)
+        return _lazily(op, execute, x, lay, win, grad)
+    divisor = _divisors(win, divisor_override)
     backend = backends.current()
     axes, last = axes3(win), lay.channels_last
     y3, _ = backend.reduce(lay.canonical(x), axes, "mean", channels_last=last,
@@ -207,22 +235,23 @@ def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mod
                         True, layout, lp=True)
     volume = x.dtype.type(win.volume)
     powered = x ** p
-    a, mean_pullback = _mean(op, powered, lay, win, _divisors(win), grad)
+    a, mean_pullback = _mean(op, powered, lay, win, grad)
     sign = np.sign(a)
     v = sign * np.maximum(np.abs(a), 0) * volume
     y = v ** x.dtype.type(1.0 / norm_type)
     if not grad:
         return y, None
 
-    def rule(dy3):
-        dy = lay.restore(dy3, win.out_size)
+    def pullback(dy):  # in the caller's layout, so that it serves Dask arrays as they are
+        checked = lazy().checked_dy(op, dy, y) if is_dask(y) else _checked_dy(op, dy, y.shape)
+        dy = checked.astype(x.dtype, copy=False)
         with np.errstate(divide="ignore", invalid="ignore"):
             g_v = dy * (x.dtype.type(1.0 / norm_type) * v ** x.dtype.type(1.0 / norm_type - 1))
             g_a = np.where(np.abs(a) > 0, g_v * volume * sign, 0).astype(x.dtype) * sign
             g_powered = mean_pullback(g_a)
-            return lay.canonical(g_powered * (p * x ** (p - 1)))
+            return g_powered * (p * x ** (p - 1))
 
-    return y, _pullback(op, y, x, lay, rule)
+    return y, pullback
 
 
 # ---------------------------------------------------------------- adaptive pools
@@ -253,7 +282,7 @@ def adaptive_avg_pool(op: str, rank: int, x, output_size, layout="channels_first
     x = _float_input(op, x)
     lay = layout_of(op, x, rank, layout)
     win = adaptive_window(lay.spatial, _output_size(op, output_size, lay))
-    return _mean(op, x, lay, win, _divisors(win), grad)
+    return _mean(op, x, lay, win, grad)
 
 
 # ------------------------------------------------------------------ global pools
@@ -331,10 +360,28 @@ def _global_channels_last(op, x, keepdims, kind, run, grad):
     return y, moved
 
 
+def _dask_global(op, x, kind, keepdims, grad, layout):
+    """The global pools of a Dask array; channels-last input has C moved next to the
+    batch for the reduction and back for the result (lazily; the pullback likewise)."""
+    keepdims = flag(op, "keepdims", keepdims)
+    if layout_word(op, layout) != "channels_last":
+        return lazy().global_pool(op, x, kind, keepdims, grad)
+    if x.ndim < 3:
+        fail(op, f"x must have shape (N, *spatial, C) with at least one spatial dim "
+             f"(layout='channels_last'), got shape {x.shape}")
+    y, pullback = lazy().global_pool(op, np.moveaxis(x, -1, 1), kind, keepdims, grad)
+    y = np.moveaxis(y, 1, -1) if keepdims else y
+    if pullback is None:
+        return y, None
+    return y, lambda dy: np.moveaxis(pullback(np.moveaxis(dy, -1, 1) if keepdims else dy), 1, -1)
+
+
 def global_max_pool(x, keepdims=False, layout="channels_first", *, grad=False):
     """Max over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
     op = "global_max_pool"
     x = as_input(op, x, integers=True)
+    if is_dask(x):
+        return _dask_global(op, x, "max", keepdims, grad, layout)
     run = lambda flat, lay, win: _extreme("max", op, flat, lay, win, False, "first", grad)
     return _global(op, x, keepdims, "max", run, grad, layout)
 
@@ -343,7 +390,9 @@ def global_avg_pool(x, keepdims=False, layout="channels_first", *, grad=False):
     """Mean over all spatial dims of (N, C, *spatial): shape (N, C), or keepdims."""
     op = "global_avg_pool"
     x = _float_input(op, x)
-    run = lambda flat, lay, win: _mean(op, flat, lay, win, _divisors(win), grad)
+    if is_dask(x):
+        return _dask_global(op, x, "mean", keepdims, grad, layout)
+    run = lambda flat, lay, win: _mean(op, flat, lay, win, grad)
     return _global(op, x, keepdims, "mean", run, grad, layout)
 
 
@@ -415,14 +464,21 @@ def max_unpool(op: str, rank: int, x, indices, kernel_size, stride=None, padding
     strides = stride_or_kernel(op, stride, rank, kernel)
     pads = int_tuple(op, "padding", padding, rank, minimum=0)
     out = _unpool_size(op, lay, kernel, strides, pads, output_size)
+    if is_dask(x) and lay.channels_last:   # the Dask form runs channels-first: move C there
+        return _dask_unpool_channels_last(op, rank, lay, x, indices, kernel, strides, pads,
+                                          out, grad)
+    if is_dask(x):
+        run = functools.partial(_unpool_block, op, rank)
+        window = unpool_window(out, lay.spatial, kernel, strides, pads)
+        return lazy().unpool(op, x, indices, window, lay.spatial_dims, run, grad)
     index = _unpool_indices(op, indices, x.shape, out)
     if lay.channels_last:   # the indices are flat per (n, c) plane: unpool plane by plane
-        return _from_channels_first(op, lay, *_unpool(op, lay.first(), lay.to_first(x),
-                                                      lay.to_first(index), out, grad))
-    return _unpool(op, lay, x, index, out, grad)
+        return _from_channels_first(op, lay, *_unpool(op, lay.to_first(x), lay.to_first(index),
+                                                      lay.first(), out, grad))
+    return _unpool(op, x, index, lay, out, grad)
 
 
-def _unpool(op, lay: Layout, x, index, out, grad):
+def _unpool(op, x, index, lay: Layout, out, grad):
     backend = backends.current()
     x3, idx3 = lay.canonical(x), lay.canonical(index)
     y = lay.restore(backend.unpool(x3, idx3, spatial3(out)), out)
@@ -430,6 +486,27 @@ def _unpool(op, lay: Layout, x, index, out, grad):
         return y, None
     rule = lambda dy3: backend.unpool_backward(dy3, idx3)
     return y, _pullback(op, y, x, lay, rule)
+
+
+def _dask_unpool_channels_last(op, rank, lay: Layout, x, indices, kernel, strides, pads, out,
+                               grad):
+    """max_unpool of channels-last Dask input: C moved next to the batch, unpooled
+    channels-first, and moved back (lazily; the pullback likewise)."""
+    import dask.array as da
+
+    c_at = 1 if lay.batched else 0
+    first = lambda a: da.moveaxis(da.asarray(a), -1, c_at)
+    last = lambda a: da.moveaxis(a, c_at, -1)
+    y, pullback = max_unpool(op, rank, first(x), first(indices), kernel, strides, pads, out,
+                             "channels_first", grad=grad)
+    if pullback is None:
+        return last(y), None
+    return last(y), lambda dy: last(pullback(first(dy)))
+
+
+def _unpool_block(op, rank, x, index, out, grad):
+    """max_unpool of one block of a Dask array: indices flat in the block's ``out``."""
+    return _unpool(op, x, index, layout_for(op, x.shape, rank), out, grad)
 
 
 def _unpool_size(op, lay: Layout, kernel, strides, pads, output_size):
@@ -473,3 +550,100 @@ def _unpool_indices(op, indices, shape, out) -> np.ndarray:
         fail(op, f"indices must lie in [0, {size}) for an output of spatial size {out}, "
              f"found {int(bad)}")
     return index.astype(np.int64, copy=False)
+
+
+# ----------------------------------------------------------- any axes, any rank
+POOL_OPS = ("max", "min", "avg", "sum")
+#: the compiled core pools up to this many dims in one pass; more are pooled in passes
+PASS_DIMS = 3
+
+
+def _pool_axes(op: str, ndim: int, axes) -> Tuple[int, ...]:
+    """``axes`` (None: every axis; an int; a sequence of ints) as sorted non-negative dims."""
+    if axes is None:
+        return tuple(range(ndim))
+    items = (axes,) if isinstance(axes, numbers.Integral) and not isinstance(axes, bool) else axes
+    if not isinstance(items, (tuple, list)) or not items or not all(
+            isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in items):
+        type_fail(op, f"axes={axes!r} must be None, an int or a non-empty tuple of ints")
+    if not all(-ndim <= a < ndim for a in items):
+        fail(op, f"axes={axes!r} names a dim outside an array of {ndim} dims")
+    dims = tuple(int(a) % ndim for a in items)
+    if len(set(dims)) != len(dims):
+        fail(op, f"axes={axes!r} names a dim twice")
+    return dims
+
+
+def pool(x, op, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+         axes=None, grad=False):
+    """Sliding-window ``op`` over ``axes`` of an array of any rank (NumPy or Dask).
+
+    Each axis gets its entry of ``kernel_size``, ``stride``, ``padding`` and ``dilation``
+    (or the one int); up to three axes go through the compiled core in one pass, more in
+    passes of three (every op here is separable: a max over a box is the max over its
+    first dims of the max over the rest).
+    """
+    name = "pool"
+    reduction = choice(name, "op", op, POOL_OPS)
+    x = as_input(name, x, integers=reduction in ("max", "min"))
+    dims = _pool_axes(name, x.ndim, axes)
+    rank = len(dims)
+    kernel = int_tuple(name, "kernel_size", kernel_size, rank)
+    strides = stride_or_kernel(name, stride, rank, kernel)
+    dilations = int_tuple(name, "dilation", dilation, rank)
+    ceil_mode = flag(name, "ceil_mode", ceil_mode)
+    pads = padding_form(name, padding, rank, kernel, ceil_mode)
+    if any(x.shape[d] == 0 for d in dims):
+        fail(name, f"x has an empty dim among axes={tuple(dims)}, shape {x.shape}")
+    pullbacks, y = [], x
+    for start in range(0, rank, PASS_DIMS):
+        group = slice(start, start + PASS_DIMS)
+        pick = lambda values: values if isinstance(values, str) else values[group]
+        win = sliding_window(name, tuple(x.shape[d] for d in dims[group]), kernel[group],
+                             strides[group], pick(pads), dilations[group], ceil_mode,
+                             counts_padding(pick(pads), True))
+        y, pullback = _pool_pass(reduction, name, y, dims[group], win, grad)
+        pullbacks.append(pullback)
+    if not grad:
+        return y, None
+
+    def chained(dy):
+        for pullback in reversed(pullbacks):
+            dy = pullback(dy)
+        return dy
+
+    return y, chained
+
+
+def _pool_pass(reduction: str, name: str, x, dims: Tuple[int, ...], win: Window, grad: bool):
+    """One pass of ``pool`` over up to three ``dims``: the dims moved last and every
+    other dim made planes, the ops layer's max/min or mean, and back."""
+    if is_dask(x):
+        run = functools.partial(_pool_block, reduction, name, dims)
+        return lazy().windowed(name, x, dims, win, run, grad=grad)
+    rank = len(dims)
+    last = tuple(range(x.ndim - rank, x.ndim))
+    moved = np.moveaxis(x, dims, last)
+    lead = moved.shape[:x.ndim - rank]
+    planes = moved.reshape((math.prod(lead),) + moved.shape[x.ndim - rank:])
+    lay = layout_for(name, planes.shape, rank)
+    if reduction in ("max", "min"):
+        y, pullback = _extreme(reduction, name, planes, lay, win, False, "first", grad)
+    else:
+        y, pullback = _mean(name, planes, lay, win, grad, 1 if reduction == "sum" else None)
+    back = lambda a, spatial: np.moveaxis(a.reshape(lead + tuple(spatial)), last, dims)
+    result = back(y, win.out_size)
+    if not grad:
+        return result, None
+
+    def pass_pullback(dy):
+        dy = _checked_dy(name, dy, result.shape)
+        flat = np.moveaxis(dy, dims, last).reshape(y.shape)
+        return back(pullback(flat), win.in_size)
+
+    return result, pass_pullback
+
+
+def _pool_block(reduction, name, dims, x, win, grad):
+    """``_pool_pass`` on one block of a Dask array."""
+    return _pool_pass(reduction, name, x, dims, win, grad)
