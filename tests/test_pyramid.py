@@ -97,12 +97,14 @@ def test_every_source_gives_the_same_store(tmp_path):
     zarr.create_array(str(tmp_path / "src.zarr"), data=x, chunks=(5, 5, 5))
     ndpool.pyramid(str(tmp_path / "src.zarr"), tmp_path / "path.zarr", **kw)
     ndpool.pyramid(zarr.open_array(str(tmp_path / "src.zarr")), tmp_path / "array.zarr", **kw)
+    zarr.create_array(str(tmp_path / "same.zarr"), data=x, chunks=(8, 8, 8))   # level 0 copied
+    ndpool.pyramid(str(tmp_path / "same.zarr"), tmp_path / "copied.zarr", **kw)  # as bytes
     np.save(tmp_path / "x.npy", x)
     from ndpool.cli import main
     assert main(["pyramid", str(tmp_path / "x.npy"), str(tmp_path / "cli.zarr"), "--min-size", "4",
                  "--chunks", "8", "--quiet"]) == 0
     want = files(tmp_path / "numpy.zarr")
-    for name in ("dask", "path", "array", "cli"):
+    for name in ("dask", "path", "array", "copied", "cli"):
         assert files(tmp_path / f"{name}.zarr") == want, name
 
 
@@ -158,7 +160,7 @@ def _env():
 
 
 def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
-    zarr.create_array(str(tmp_path / "src.zarr"), chunks=(8, 8, 8),
+    zarr.create_array(str(tmp_path / "src.zarr"), chunks=(16, 16, 16),   # level 0 re-encoded
                       data=np.random.default_rng(7).random((64, 64, 64), dtype=np.float32))
     job = _script(f"""
         import sys, ndpool

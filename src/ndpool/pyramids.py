@@ -311,6 +311,13 @@ def _write_level(data, root: Path, plan: Plan, level: int, bar) -> None:
     if not todo:
         return
     target = zarr.open_array(str(root / str(level)), mode="r+")
+    if level == 0 and _same_encoding(data, target):
+        source_dir = Path(data.store.root) / data.path
+        args = (str(source_dir), str(root / "0"), str(marks), target.metadata)
+        with ThreadPoolExecutor(max(1, get_num_threads())) as pool:
+            for future in as_completed([pool.submit(_copy_chunk, i, *args) for i in todo]):
+                bar.update(future.result())
+        return
     if level == 0 and not _is_zarr(data):
         source = data                    # in this process: NumPy, a memmap or Dask
         client = None
@@ -341,6 +348,42 @@ def _client():
         return get_client()
     except ValueError:
         return None
+
+
+def _same_encoding(source, target) -> bool:
+    """Whether level 0's chunks are the source's own files: a local zarr v3 source of the
+    same shape, dtype, chunks, codecs, fill value and chunk keys (no shards)."""
+    if not _is_zarr(source) or getattr(source.store, "root", None) is None:
+        return False
+    mine, theirs = target.metadata, source.metadata
+    return (theirs.zarr_format == 3 and source.shards is None and source.shape == target.shape
+            and source.dtype == target.dtype and source.chunks == target.chunks
+            and theirs.codecs == mine.codecs and theirs.fill_value == mine.fill_value
+            and theirs.chunk_key_encoding == mine.chunk_key_encoding)
+
+
+def _copy_chunk(index, source_dir, target_dir, marks, metadata) -> int:
+    """Chunk ``index`` copied as bytes (through a temporary file, so it lands whole),
+    then its marker; a chunk the source never stored stays absent."""
+    key = metadata.encode_chunk_key(index)
+    source, target = Path(source_dir) / key, Path(target_dir) / key
+    nbytes = 0
+    if source.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(target.name + ".tmp")
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+        nbytes = math.prod(s.stop - s.start for s in _chunk_slices(index, metadata)) * \
+            np.dtype(metadata.data_type.to_native_dtype()).itemsize
+    elif target.exists():
+        target.unlink()
+    os.close(os.open(os.path.join(marks, _key(index)), os.O_CREAT | os.O_WRONLY, 0o644))
+    return nbytes
+
+
+def _chunk_slices(index, metadata):
+    chunks = metadata.chunk_grid.chunk_shape
+    return tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, metadata.shape))
 
 
 def _key(index) -> str:
