@@ -14,7 +14,8 @@ from .backends import use_backend
 from .coarsening import coarsen
 from .functional import *  # noqa: F401,F403  the per-rank ops
 from .functional import __all__ as _ops
+from .pyramids import pyramid
 
 __version__ = "0.1.0"
 __all__ = list(_ops) + ["vjp", "nn", "use_backend", "set_num_threads", "get_num_threads",
-           "show_config", "block_threads", "coarsen"]
+           "show_config", "block_threads", "coarsen", "pyramid"]

@@ -1,4 +1,4 @@
-"""The ``ndpool`` command: ``ndpool demo`` (pictures) and ``ndpool bench`` (speed)."""
+"""The ``ndpool`` command: ``demo`` (pictures), ``bench`` (speed), ``pyramid`` (multiscale zarr)."""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +6,11 @@ import sys
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench, demo   # each owns its arguments
+    from . import bench, demo, pyramid_cli   # each owns its arguments
 
     parser = argparse.ArgumentParser(prog="ndpool", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, module in (("demo", demo), ("bench", bench)):
+    for name, module in (("demo", demo), ("bench", bench), ("pyramid", pyramid_cli)):
         sub = commands.add_parser(name, help=module.__doc__.splitlines()[0],
                                   description=module.__doc__)
         module.add_arguments(sub)
