@@ -17,7 +17,9 @@ import ndpool
 from ndpool.pyramids import PROGRESS
 
 zarr = pytest.importorskip("zarr")
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+# sub-processes import the ndpool under test: the installed package in CI, src/ in a
+# development tree (whose compiled core lives there only when built in place)
+HOME = str(Path(ndpool.__file__).resolve().parents[1])
 
 
 def files(root: Path) -> dict:
@@ -155,7 +157,7 @@ def _script(body: str) -> list:
 
 
 def _env():
-    return dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    return dict(os.environ, PYTHONPATH=HOME + os.pathsep + os.environ.get("PYTHONPATH", ""),
                 NDPOOL_NUM_THREADS="2")
 
 
