@@ -103,8 +103,8 @@ def annotation(family: str, name: str) -> str:
 
 
 def parameter(family: str, p: inspect.Parameter, *, literal=None, default=True) -> str:
-    kind = annotation(family, p.name) if literal is None else literal
-    text = f"{p.name}: {kind}"
+    written = annotation(family, p.name) if literal is None else literal
+    text = f"{p.name}: {written}"
     if default and p.default is not inspect.Parameter.empty:
         text += f" = {p.default!r}"
     return text
@@ -128,19 +128,27 @@ def params_text(family, parameters, literal=None, keyword=False, positional=Fals
     return ", ".join(out)
 
 
+#: the overloads on return_indices: (its type, keyword-only, earlier ones required, result);
+#: the last, the runtime signature itself, serves a plain bool
+OVERLOADS = (("Literal[False]", False, False, "NDArray[Any]"),
+             ("Literal[True]", True, False, "_Indexed"),
+             ("Literal[True]", False, True, "_Indexed"),
+             (None, False, False, "NDArray[Any] | _Indexed"))
+
+
+def overloads(family: str, parameters) -> list:
+    """(parameter text, result) per overload on return_indices."""
+    return [(params_text(family, parameters, literal, keyword=keyword, positional=positional),
+             result) for literal, keyword, positional, result in OVERLOADS]
+
+
 def op_stub(name: str, signature: inspect.Signature) -> str:
     family = family_of(name)
     parameters = list(signature.parameters.values())
     if "return_indices" not in signature.parameters:
         return f"def {name}({params_text(family, parameters)}) -> NDArray[Any]: ...\n"
-    variants = (
-        (params_text(family, parameters, "Literal[False]"), "NDArray[Any]"),
-        (params_text(family, parameters, "Literal[True]", keyword=True), "_Indexed"),
-        (params_text(family, parameters, "Literal[True]", positional=True), "_Indexed"),
-        (params_text(family, parameters), "NDArray[Any] | _Indexed"),
-    )
     return "".join(f"@overload\ndef {name}({text}) -> {result}: ...\n"
-                   for text, result in variants)
+                   for text, result in overloads(family, parameters))
 
 
 def functional_stub() -> str:
@@ -170,12 +178,7 @@ def layer_stub(name: str, cls) -> str:
         lines.append(f"    def __init__(self, {params_text(family, parameters)}) -> None: ...\n")
         result = "NDArray[Any]"
     else:
-        for literal, kind, keyword, positional in (
-                ("Literal[False]", "NDArray[Any]", False, False),
-                ("Literal[True]", "_Indexed", True, False),
-                ("Literal[True]", "_Indexed", False, True),
-                (None, "NDArray[Any] | _Indexed", False, False)):
-            text = params_text(family, parameters, literal, keyword=keyword, positional=positional)
+        for text, kind in overloads(family, parameters):
             lines.append(f"    @overload\n    def __init__(self: {name}[{kind}], {text}) -> None: ...\n")
         result = "_Y"
     lines.append(f"    def forward({call}) -> {result}: ...{ignore}\n")
