@@ -15,7 +15,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import ndpool  # noqa: E402
 from ndpool import functional, nn  # noqa: E402
 
 #: one type per argument name; (family, name) entries override it for one family

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import ndpool
-from ndpool import functional, nn
+from ndpool import nn
 
 PACKAGE = Path(ndpool.__file__).parent
 ROOT = Path(__file__).resolve().parents[1]
