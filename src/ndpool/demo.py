@@ -36,7 +36,7 @@ MAX_SIDE = 512          # larger inputs are first shrunk (by ndpool's average) t
 # one colour per 2x2 window of the textbook grid: (edge, light fill)
 COLOURS = (("#1f77b4", "#d6e6f4"), ("#e07b00", "#fde3c8"), ("#2a9d3a", "#d5efd8"),
            ("#8e44ad", "#eadcf2"))
-PLOT_HINT = 'the demo draws with matplotlib and Pillow: pip install "ndpool[plot]"'
+PLOT_HINT = 'the pictures need matplotlib and Pillow: pip install "ndpool[plot]"'
 
 
 class DemoError(Exception):
@@ -149,11 +149,19 @@ def _shrink(image: np.ndarray):
 
 
 # ----------------------------------------------------------------- the pictures
-def _pyplot_free_figure(**kwargs):
+def _require_matplotlib() -> None:
+    """Fail with the install hint before any figure is begun, not part-way through one."""
     try:
-        from matplotlib.figure import Figure
+        import matplotlib.figure  # noqa: F401
+        import matplotlib.gridspec  # noqa: F401
+        import matplotlib.patches  # noqa: F401
     except ImportError:
         raise DemoError(PLOT_HINT) from None
+
+
+def _pyplot_free_figure(**kwargs):
+    from matplotlib.figure import Figure
+
     return Figure(**kwargs)
 
 
@@ -311,6 +319,7 @@ def add_arguments(parser) -> None:
 
 def make_pictures(image: np.ndarray, out: Path, note: str = "") -> list:
     """Write the three PNGs into ``out``; returns their paths."""
+    _require_matplotlib()
     book = textbook()
     figures = {"pooled": pooled_figure(image, note), "forward": forward_figure(book),
                "backward": backward_figure(book)}
@@ -327,6 +336,7 @@ def run(args) -> int:
     try:
         return _run(args)
     except DemoError as error:
+        sys.stdout.flush()      # the terminal example first, so the error is the last line
         print(f"ndpool demo: {error}", file=sys.stderr)
         return 2
 

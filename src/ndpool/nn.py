@@ -18,6 +18,7 @@ array([[0., 0., 0., 0.],
 from __future__ import annotations
 
 import inspect
+import types
 
 from . import functional as F
 from .autodiff import vjp
@@ -32,6 +33,9 @@ class Pool:
     # (name, default) in torch.nn's constructor order; private, so that hand-built
     # frameworks keep `params` free for their weights
     _signature: tuple = ()
+    # the stubs make layers generic in what forward returns (an array, or with
+    # return_indices an (array, indices) pair), so `MaxPool2d[...]` must work at run time
+    __class_getitem__ = classmethod(types.GenericAlias)
 
     def __init__(self, *args, **kwargs):
         signature = inspect.Signature([
