@@ -1,0 +1,183 @@
+"""ndpool's ops for CPU torch tensors, registered as ``torch.library`` custom ops.
+
+>>> import torch, ndpool.torch
+>>> x = torch.arange(16.0).reshape(1, 1, 4, 4).requires_grad_()
+>>> y = ndpool.torch.max_pool2d(x, 2)
+>>> y
+tensor([[[[ 5.,  7.],
+          [13., 15.]]]], grad_fn=<...>)
+>>> y.sum().backward(); x.grad[0, 0]
+tensor([[0., 0., 0., 0.],
+        [0., 1., 0., 1.],
+        [0., 0., 0., 0.],
+        [0., 1., 0., 1.]])
+
+Each public op ``name`` is three custom ops in the ``ndpool`` namespace: ``name``
+(the result), ``name_with_indices`` (result and int64 indices, for ops with
+``return_indices``) and ``name_backward`` (``dx`` from ``dy``, by ``ndpool.vjp``).
+Their fake kernels take output shapes from the same geometry as the NumPy ops, so
+``torch.compile`` traces them without running a pool. Tensors reach the core as NumPy
+views of their memory; a channels-last tensor goes in as its (N, *spatial, C) view with
+``layout="channels_last"``, and the result comes back channels-last.
+"""
+import ast
+import functools
+import inspect
+
+import numpy as np
+import torch
+
+from .. import functional as F
+from ._shapes import output_shape
+
+__all__ = []
+
+NAMESPACE = "ndpool"
+# (family, ranks): the ops bridged so far; each needs an output-shape rule in _shapes
+_BRIDGED = (("max_pool", (1, 2, 3)), ("min_pool", (1, 2, 3)), ("avg_pool", (1, 2, 3)),
+            ("lp_pool", (1, 2, 3)), ("adaptive_max_pool", (1, 2, 3)),
+            ("adaptive_avg_pool", (1, 2, 3)))
+_GLOBAL = ("global_max_pool", "global_avg_pool")
+_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+# ------------------------------------------------------------ tensors <-> arrays
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` (N, C, *spatial) lies in memory as (N, *spatial, C) and not also
+    as (N, C, *spatial): the case the core reads through ``layout="channels_last"``."""
+    form = _FORMATS.get(x.dim())
+    return form is not None and not x.is_contiguous() and x.is_contiguous(memory_format=form)
+
+
+def _to_last(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, *range(2, x.dim()), 1)
+
+
+def _to_first(y: torch.Tensor) -> torch.Tensor:
+    return y.permute(0, y.dim() - 1, *range(1, y.dim() - 1))
+
+
+def _array(x: torch.Tensor) -> np.ndarray:
+    return x.detach().numpy()   # shares the tensor's memory, whatever its strides
+
+
+@functools.lru_cache(maxsize=1024)
+def _arguments(encoded: str) -> dict:
+    return ast.literal_eval(encoded)
+
+
+def _run(name: str, x: torch.Tensor, encoded: str, indices: bool, dy=None):
+    """The NumPy op ``name`` on ``x``'s memory; with ``dy``, its gradient instead."""
+    kwargs = _arguments(encoded)
+    last = "layout" in inspect.signature(getattr(F, name)).parameters and _channels_last(x)
+    if last:
+        kwargs = dict(kwargs, layout="channels_last")
+    view = (lambda t: _array(_to_last(t))) if last else _array
+    back = (lambda a: _to_first(torch.from_numpy(np.ascontiguousarray(a)))) if last else (
+        lambda a: torch.from_numpy(np.ascontiguousarray(a)))
+    op = getattr(F, name)
+    if dy is None:
+        result = op(view(x), return_indices=True, **kwargs) if indices else op(view(x), **kwargs)
+        return tuple(map(back, result)) if indices else back(result)
+    _, pullback = F.__dict__[name]._ndpool_impl(view(x), grad=True, **kwargs)
+    return back(pullback(view(dy)).astype(_array(x).dtype, copy=False))
+
+
+def _fake(name: str, x: torch.Tensor, encoded: str):
+    """An empty tensor of the op's output shape, in the memory format ``_run`` gives."""
+    shape = output_shape(name, tuple(x.shape), _arguments(encoded))
+    last = len(shape) == x.dim() and _channels_last(x) and name not in _GLOBAL
+    form = _FORMATS[len(shape)] if last else torch.contiguous_format
+    return x.new_empty(shape).contiguous(memory_format=form)
+
+
+# --------------------------------------------------------------- registration
+def _register(name: str):
+    """Register ``ndpool::name`` (+ ``_with_indices``, ``_backward``) and make the
+    public op ``name``, with the NumPy op's signature."""
+    signature = inspect.signature(getattr(F, name))
+    has_indices = "return_indices" in signature.parameters
+
+    @torch.library.custom_op(f"{NAMESPACE}::{name}_backward", mutates_args=())
+    def backward(dy: torch.Tensor, x: torch.Tensor, arguments: str) -> torch.Tensor:
+        return _run(name, x, arguments, False, dy)
+
+    backward.register_fake(lambda dy, x, arguments: torch.empty_like(x))
+
+    @torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=())
+    def forward(x: torch.Tensor, arguments: str) -> torch.Tensor:
+        return _run(name, x, arguments, False)
+
+    forward.register_fake(lambda x, arguments: _fake(name, x, arguments))
+    _autograd(forward, backward, 1)
+    with_indices = None
+    if has_indices:
+        @torch.library.custom_op(f"{NAMESPACE}::{name}_with_indices", mutates_args=())
+        def with_indices(x: torch.Tensor, arguments: str) -> tuple[torch.Tensor, torch.Tensor]:
+            return _run(name, x, arguments, True)
+
+        with_indices.register_fake(lambda x, arguments: (
+            _fake(name, x, arguments), _fake(name, x, arguments).to(torch.int64)))
+        _autograd(with_indices, backward, 2)
+    _public(name, signature, forward, with_indices)
+
+
+def _autograd(op, backward, outputs: int):
+    """``dx = backward(dy, x, arguments)``; ``x`` is saved only when a gradient is wanted
+    (under ``no_grad``/``inference_mode`` autograd calls neither function)."""
+
+    def setup_context(ctx, inputs, output):
+        x, arguments = inputs
+        ctx.save_for_backward(x)
+        ctx.arguments = arguments
+
+    def grad(ctx, *dys):
+        (x,) = ctx.saved_tensors
+        return backward(dys[0], x, ctx.arguments), None
+
+    op.register_autograd(grad, setup_context=setup_context)
+
+
+def _public(name, signature, forward, with_indices):
+    """The public op: checks device and dtype, encodes the other arguments as the
+    literal of a dict (ndpool's arguments take unions such as int | tuple | pairs |
+    word, which an op schema cannot spell; the literal keeps their exact meaning and is
+    a constant to ``torch.compile``), and calls the custom op."""
+    others = [p for p in list(signature.parameters)[1:] if p != "return_indices"]
+    entries = ", ".join(f"{p!r}: {p}" for p in others)
+    call = ("(_with_indices if return_indices else _forward)"
+            if with_indices is not None else "_forward")
+    source = (f"def {name}{signature}:\n"
+              f"    _check({name!r}, x)\n"
+              f"    return {call}(x, repr({{{entries}}}))\n")
+    namespace = {"_forward": forward, "_with_indices": with_indices, "_check": _check}
+    exec(source, namespace)  # noqa: S102  made above from the NumPy op's own signature
+    op = namespace[name]
+    op.__module__ = __name__
+    op.__doc__ = (f"{name} of a CPU torch tensor; arguments and results as "
+                  f"``ndpool.{name}`` (indices as int64 tensors).")
+    globals()[name] = op
+    __all__.append(name)
+
+
+_DTYPES = (torch.float16, torch.float32, torch.float64, torch.uint8, torch.int8,
+           torch.int16, torch.int32, torch.int64)
+
+
+def _check(name: str, x):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"ndpool.torch.{name}: x must be a torch.Tensor, got "
+                        f"{type(x).__name__}; use ndpool.{name} for NumPy arrays")
+    if x.device.type != "cpu":
+        raise ValueError(f"ndpool.torch.{name}: x is on device '{x.device}', but ndpool "
+                         f"runs on the CPU (move it with x.cpu())")
+    if x.dtype not in _DTYPES:
+        raise TypeError(f"ndpool.torch.{name}: x has dtype {x.dtype}, which is not "
+                        f"supported; use float16, float32, float64 or an integer type")
+
+
+for _family, _ranks in _BRIDGED:
+    for _rank in _ranks:
+        _register(f"{_family}{_rank}d")
+for _name in _GLOBAL:
+    _register(_name)
