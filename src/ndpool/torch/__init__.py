@@ -3,7 +3,7 @@
 >>> import torch, ndpool.torch
 >>> x = torch.arange(16.0).reshape(1, 1, 4, 4).requires_grad_()
 >>> y = ndpool.torch.max_pool2d(x, 2)
->>> y
+>>> y  # doctest: +ELLIPSIS
 tensor([[[[ 5.,  7.],
           [13., 15.]]]], grad_fn=<...>)
 >>> y.sum().backward(); x.grad[0, 0]
@@ -30,7 +30,7 @@ import torch
 from .. import functional as F
 from ._shapes import output_shape
 
-__all__ = []
+__all__ = ["nn"]
 
 NAMESPACE = "ndpool"
 # (family, ranks): the ops bridged so far; each needs an output-shape rule in _shapes
@@ -85,7 +85,9 @@ def _run(name: str, x: torch.Tensor, encoded: str, indices: bool, dy=None):
 
 def _fake(name: str, x: torch.Tensor, encoded: str):
     """An empty tensor of the op's output shape, in the memory format ``_run`` gives."""
-    shape = output_shape(name, tuple(x.shape), _arguments(encoded))
+    # the geometry works on ints: a symbolic size is specialised (a guard on its value),
+    # so a compiled graph is reused for inputs of the same shape only
+    shape = output_shape(name, tuple(int(s) for s in x.shape), _arguments(encoded))
     last = len(shape) == x.dim() and _channels_last(x) and name not in _GLOBAL
     form = _FORMATS[len(shape)] if last else torch.contiguous_format
     return x.new_empty(shape).contiguous(memory_format=form)
@@ -181,3 +183,5 @@ for _family, _ranks in _BRIDGED:
         _register(f"{_family}{_rank}d")
 for _name in _GLOBAL:
     _register(_name)
+
+from . import nn  # noqa: E402  the modules call the ops defined above
