@@ -84,6 +84,34 @@ def test_lp_adaptive_global_equal_torch(rank):
                   keepdims=True)
 
 
+@pytest.mark.parametrize("rank", (1, 2, 3))
+def test_unpool_equal_torch(rank):
+    x = distinct(2, 3, *SPATIAL[rank])
+    y, i = getattr(tF, f"max_pool{rank}d")(x, 2, return_indices=True)
+    ours, theirs = getattr(T, f"max_unpool{rank}d"), getattr(tF, f"max_unpool{rank}d")
+    same_as_torch(lambda a, **k: ours(a, i, **k), lambda a, **k: theirs(a, i, **k), y,
+                  kernel_size=2, output_size=x.shape)
+    module = getattr(tnn, f"MaxUnpool{rank}d")(2)
+    assert torch.equal(module(y, i, output_size=x.shape),
+                       getattr(torch.nn, f"MaxUnpool{rank}d")(2)(y, i, output_size=x.shape))
+    dy = torch.ones(y.shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: ours(a, i, 2, output_size=x.shape), (dy,))
+    args = repr(dict(kernel_size=2, stride=None, padding=0, output_size=tuple(x.shape[2:]),
+                     layout="channels_first"))
+    torch.library.opcheck(getattr(torch.ops.ndpool, f"max_unpool{rank}d").default,
+                          (y.clone().requires_grad_(), i, args))
+    torch.library.opcheck(getattr(torch.ops.ndpool, f"max_unpool{rank}d_backward").default,
+                          (distinct(*x.shape), y, i, args))
+
+
+def test_unpool_channels_last():
+    x = distinct(2, 3, 8, 8)
+    y, i = tF.max_pool2d(x, 2, return_indices=True)
+    form = torch.channels_last
+    z = T.max_unpool2d(y.contiguous(memory_format=form), i.contiguous(memory_format=form), 2)
+    assert z.is_contiguous(memory_format=form) and torch.equal(z, tF.max_unpool2d(y, i, 2))
+
+
 def test_unbatched_and_float32():
     x = distinct(3, 8, 8, dtype=torch.float32)
     assert torch.equal(T.max_pool2d(x, 3, 2, 1), tF.max_pool2d(x, 3, 2, 1))
@@ -133,7 +161,9 @@ def test_opcheck_shapes_and_channels_last(shape):
         x = x.contiguous(memory_format=torch.channels_last)
     args = encoded("max_pool2d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True))
     torch.library.opcheck(torch.ops.ndpool.max_pool2d_with_indices.default,
-                          (x.requires_grad_(),  args))
+                          (x.requires_grad_(), args))
+    torch.library.opcheck(torch.ops.ndpool.global_avg_pool.default,
+                          (x, encoded("global_avg_pool", dict(keepdims=True))))
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
@@ -207,6 +237,9 @@ def test_other_devices_and_types_get_clear_errors():
         T.avg_pool2d(torch.zeros(1, 1, 4, 4, dtype=torch.bfloat16), 2)
     with pytest.raises(TypeError, match="torch.Tensor"):
         T.max_pool2d([[[1.0]]], 1)
+    with pytest.raises(ValueError, match="max_unpool1d: indices is on device 'meta'"):
+        T.max_unpool1d(torch.zeros(1, 1, 2), torch.empty(1, 1, 2, dtype=torch.int64,
+                                                         device="meta"), 2)
     with pytest.raises(ValueError, match="padding"):
         T.max_pool2d(torch.zeros(1, 1, 4, 4), 2, padding=3)
 
@@ -233,6 +266,13 @@ def test_modules_drop_in_for_torch_nn(case):
             spread = lambda v: tuple(v) * (rank // len(v)) if isinstance(v, tuple) else (v,) * rank
             assert spread(getattr(ours, attribute)) == spread(getattr(theirs, attribute))
     assert dict(ours.state_dict()) == {} and repr(ours).startswith(name)
+
+
+def test_import_ndpool_does_not_import_torch():
+    import subprocess
+    import sys
+    code = "import sys, ndpool; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_ndpool_own_modules():

@@ -66,21 +66,23 @@ def _arguments(encoded: str) -> dict:
     return ast.literal_eval(encoded)
 
 
-def _run(name: str, x: torch.Tensor, encoded: str, indices: bool, dy=None):
-    """The NumPy op ``name`` on ``x``'s memory; with ``dy``, its gradient instead."""
+def _run(name: str, tensors, encoded: str, indices: bool, dy=None):
+    """The NumPy op ``name`` on the memory of ``tensors`` (``x``, and for unpooling its
+    indices); with ``dy``, the gradient with respect to ``x`` instead."""
     kwargs = _arguments(encoded)
-    last = "layout" in inspect.signature(getattr(F, name)).parameters and _channels_last(x)
+    last = kwargs.get("layout") == "channels_first" and _channels_last(tensors[0])
     if last:
         kwargs = dict(kwargs, layout="channels_last")
     view = (lambda t: _array(_to_last(t))) if last else _array
     back = (lambda a: _to_first(torch.from_numpy(np.ascontiguousarray(a)))) if last else (
         lambda a: torch.from_numpy(np.ascontiguousarray(a)))
+    arrays = tuple(map(view, tensors))
     op = getattr(F, name)
     if dy is None:
-        result = op(view(x), return_indices=True, **kwargs) if indices else op(view(x), **kwargs)
+        result = op(*arrays, return_indices=True, **kwargs) if indices else op(*arrays, **kwargs)
         return tuple(map(back, result)) if indices else back(result)
-    _, pullback = F.__dict__[name]._ndpool_impl(view(x), grad=True, **kwargs)
-    return back(pullback(view(dy)).astype(_array(x).dtype, copy=False))
+    _, pullback = F.__dict__[name]._ndpool_impl(*arrays, grad=True, **kwargs)
+    return back(pullback(view(dy)).astype(arrays[0].dtype, copy=False))
 
 
 def _fake(name: str, x: torch.Tensor, encoded: str):
@@ -88,7 +90,8 @@ def _fake(name: str, x: torch.Tensor, encoded: str):
     # the geometry works on ints: a symbolic size is specialised (a guard on its value),
     # so a compiled graph is reused for inputs of the same shape only
     shape = output_shape(name, tuple(int(s) for s in x.shape), _arguments(encoded))
-    last = len(shape) == x.dim() and _channels_last(x) and name not in _GLOBAL
+    last = (len(shape) == x.dim() and _arguments(encoded).get("layout") == "channels_first"
+            and _channels_last(x) and name not in _GLOBAL)
     form = _FORMATS[len(shape)] if last else torch.contiguous_format
     return x.new_empty(shape).contiguous(memory_format=form)
 
@@ -102,13 +105,13 @@ def _register(name: str):
 
     @torch.library.custom_op(f"{NAMESPACE}::{name}_backward", mutates_args=())
     def backward(dy: torch.Tensor, x: torch.Tensor, arguments: str) -> torch.Tensor:
-        return _run(name, x, arguments, False, dy)
+        return _run(name, (x,), arguments, False, dy)
 
     backward.register_fake(lambda dy, x, arguments: torch.empty_like(x))
 
     @torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=())
     def forward(x: torch.Tensor, arguments: str) -> torch.Tensor:
-        return _run(name, x, arguments, False)
+        return _run(name, (x,), arguments, False)
 
     forward.register_fake(lambda x, arguments: _fake(name, x, arguments))
     _autograd(forward, backward, 1)
@@ -116,12 +119,42 @@ def _register(name: str):
     if has_indices:
         @torch.library.custom_op(f"{NAMESPACE}::{name}_with_indices", mutates_args=())
         def with_indices(x: torch.Tensor, arguments: str) -> tuple[torch.Tensor, torch.Tensor]:
-            return _run(name, x, arguments, True)
+            return _run(name, (x,), arguments, True)
 
         with_indices.register_fake(lambda x, arguments: (
             _fake(name, x, arguments), _fake(name, x, arguments).to(torch.int64)))
         _autograd(with_indices, backward, 2)
     _public(name, signature, forward, with_indices)
+
+
+def _register_unpool(name: str):
+    """Register ``ndpool::name`` and ``ndpool::name_backward`` for ``max_unpool*``, whose
+    second tensor (the indices) gets no gradient, and make the public op."""
+
+    @torch.library.custom_op(f"{NAMESPACE}::{name}_backward", mutates_args=())
+    def backward(dy: torch.Tensor, x: torch.Tensor, indices: torch.Tensor,
+                 arguments: str) -> torch.Tensor:
+        return _run(name, (x, indices), arguments, False, dy)
+
+    backward.register_fake(lambda dy, x, indices, arguments: torch.empty_like(x))
+
+    @torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=())
+    def forward(x: torch.Tensor, indices: torch.Tensor, arguments: str) -> torch.Tensor:
+        return _run(name, (x, indices), arguments, False)
+
+    forward.register_fake(lambda x, indices, arguments: _fake(name, x, arguments))
+
+    def setup_context(ctx, inputs, output):
+        x, indices, arguments = inputs
+        ctx.save_for_backward(x, indices)
+        ctx.arguments = arguments
+
+    def grad(ctx, dy):
+        x, indices = ctx.saved_tensors
+        return backward(dy, x, indices, ctx.arguments), None, None
+
+    forward.register_autograd(grad, setup_context=setup_context)
+    _public(name, inspect.signature(getattr(F, name)), forward, None, ("x", "indices"))
 
 
 def _autograd(op, backward, outputs: int):
@@ -140,19 +173,21 @@ def _autograd(op, backward, outputs: int):
     op.register_autograd(grad, setup_context=setup_context)
 
 
-def _public(name, signature, forward, with_indices):
-    """The public op: checks device and dtype, encodes the other arguments as the
+def _public(name, signature, forward, with_indices, tensors=("x",)):
+    """The public op: checks devices and dtypes, encodes the other arguments as the
     literal of a dict (ndpool's arguments take unions such as int | tuple | pairs |
     word, which an op schema cannot spell; the literal keeps their exact meaning and is
     a constant to ``torch.compile``), and calls the custom op."""
-    others = [p for p in list(signature.parameters)[1:] if p != "return_indices"]
-    entries = ", ".join(f"{p!r}: {p}" for p in others)
+    others = [p for p in signature.parameters if p not in tensors + ("return_indices",)]
+    entries = ", ".join(f"{p!r}: {'_sizes(output_size)' if p == 'output_size' else p}"
+                        for p in others)
     call = ("(_with_indices if return_indices else _forward)"
             if with_indices is not None else "_forward")
-    source = (f"def {name}{signature}:\n"
-              f"    _check({name!r}, x)\n"
-              f"    return {call}(x, repr({{{entries}}}))\n")
-    namespace = {"_forward": forward, "_with_indices": with_indices, "_check": _check}
+    checks = "".join(f"    _check({name!r}, {t!r}, {t})\n" for t in tensors)
+    source = (f"def {name}{signature}:\n{checks}"
+              f"    return {call}({', '.join(tensors)}, repr({{{entries}}}))\n")
+    namespace = {"_forward": forward, "_with_indices": with_indices, "_check": _check,
+                 "_sizes": _sizes}
     exec(source, namespace)  # noqa: S102  made above from the NumPy op's own signature
     op = namespace[name]
     op.__module__ = __name__
@@ -162,19 +197,26 @@ def _public(name, signature, forward, with_indices):
     __all__.append(name)
 
 
+def _sizes(output_size):
+    """``output_size`` as a literal: a ``torch.Size`` or list becomes a tuple."""
+    if isinstance(output_size, (list, tuple)):
+        return tuple(None if s is None else int(s) for s in output_size)
+    return output_size
+
+
 _DTYPES = (torch.float16, torch.float32, torch.float64, torch.uint8, torch.int8,
            torch.int16, torch.int32, torch.int64)
 
 
-def _check(name: str, x):
+def _check(name: str, argument: str, x):
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"ndpool.torch.{name}: x must be a torch.Tensor, got "
+        raise TypeError(f"ndpool.torch.{name}: {argument} must be a torch.Tensor, got "
                         f"{type(x).__name__}; use ndpool.{name} for NumPy arrays")
     if x.device.type != "cpu":
-        raise ValueError(f"ndpool.torch.{name}: x is on device '{x.device}', but ndpool "
+        raise ValueError(f"ndpool.torch.{name}: {argument} is on device '{x.device}', but ndpool "
                          f"runs on the CPU (move it with x.cpu())")
     if x.dtype not in _DTYPES:
-        raise TypeError(f"ndpool.torch.{name}: x has dtype {x.dtype}, which is not "
+        raise TypeError(f"ndpool.torch.{name}: {argument} has dtype {x.dtype}, which is not "
                         f"supported; use float16, float32, float64 or an integer type")
 
 
@@ -183,5 +225,7 @@ for _family, _ranks in _BRIDGED:
         _register(f"{_family}{_rank}d")
 for _name in _GLOBAL:
     _register(_name)
+for _rank in (1, 2, 3):
+    _register_unpool(f"max_unpool{_rank}d")
 
 from . import nn  # noqa: E402  the modules call the ops defined above

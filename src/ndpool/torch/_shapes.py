@@ -7,10 +7,10 @@ from typing import Tuple
 import numpy as np
 
 from ..functional import _ops
-from .._arguments import flag
+from .._arguments import flag, int_tuple
 from .._errors import fail
 from .._layout import Layout, layout_for
-from .._window import adaptive_window
+from .._window import adaptive_window, stride_or_kernel
 
 
 def _restored(lay: Layout, out_size) -> Tuple[int, ...]:
@@ -35,6 +35,15 @@ def _adaptive(op, rank, shape, kwargs):
     return _restored(lay, adaptive_window(lay.spatial, out).out_size)
 
 
+def _unpool(op, rank, shape, kwargs):
+    lay = layout_for(op, shape, rank, kwargs.get("layout", "channels_first"))
+    kernel = int_tuple(op, "kernel_size", kwargs["kernel_size"], rank)
+    strides = stride_or_kernel(op, kwargs.get("stride"), rank, kernel)
+    pads = int_tuple(op, "padding", kwargs.get("padding", 0), rank, minimum=0)
+    return _restored(lay, _ops._unpool_size(op, lay, kernel, strides, pads,
+                                            kwargs.get("output_size")))
+
+
 def _global(op, shape, kwargs):
     if len(shape) < 3:
         fail(op, f"x must have shape (N, C, *spatial) with at least one spatial dim, "
@@ -51,6 +60,8 @@ def output_shape(name: str, shape: Tuple[int, ...], kwargs: dict) -> Tuple[int, 
     if name.startswith("global_"):
         return _global(name, shape, kwargs)
     rank = int(name[-2])
+    if name.startswith("max_unpool"):
+        return _unpool(name, rank, shape, kwargs)
     if name.startswith("adaptive_"):
         return _adaptive(name, rank, shape, kwargs)
     if name.startswith("avg_pool"):

@@ -66,3 +66,13 @@ for _rank in (1, 2, 3):
         _module(f"{_cls}{_rank}d", f"{_fn}{_rank}d", _params)
 _module("GlobalMaxPool", "global_max_pool", _layers._GLOBAL)
 _module("GlobalAvgPool", "global_avg_pool", _layers._GLOBAL)
+
+
+def _unpool_forward(self, x, indices, output_size=None):
+    """Unpool ``x`` at ``indices`` (torch.nn.MaxUnpool*d's forward)."""
+    return getattr(_bridge, self.op_name)(x, indices, output_size=output_size, **self.arguments)
+
+
+for _rank in (1, 2, 3):
+    _module(f"MaxUnpool{_rank}d", f"max_unpool{_rank}d", _layers._UNPOOL)
+    globals()[f"MaxUnpool{_rank}d"].forward = _unpool_forward
