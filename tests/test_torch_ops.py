@@ -112,6 +112,34 @@ def test_unpool_channels_last():
     assert z.is_contiguous(memory_format=form) and torch.equal(z, tF.max_unpool2d(y, i, 2))
 
 
+@pytest.mark.parametrize("rank", (2, 3))
+def test_fractional_equal_torch(rank):
+    x = distinct(2, 3, *SPATIAL[rank])
+    samples = torch.rand(2, 3, rank, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    out = tuple(s // 2 for s in SPATIAL[rank])
+    ours, theirs = getattr(T, f"fractional_max_pool{rank}d"), getattr(tF, f"fractional_max_pool{rank}d")
+    same_as_torch(lambda a, **k: ours(a, samples=samples, **k),
+                  lambda a, **k: theirs(a, _random_samples=samples, **k), x,
+                  kernel_size=2, output_size=out, return_indices=True)
+    torch.manual_seed(3)
+    drawn = ours(x, 2, output_ratio=(0.5,) * rank)
+    torch.manual_seed(3)
+    assert torch.equal(drawn, theirs(x, 2, output_ratio=(0.5,) * rank))
+    module = getattr(tnn, f"FractionalMaxPool{rank}d")(2, output_size=out, samples=samples)
+    assert torch.equal(module(x), theirs(x, 2, output_size=out, _random_samples=samples))
+    assert torch.autograd.gradcheck(lambda a: ours(a, 2, output_size=out, samples=samples),
+                                    (x.clone().requires_grad_(),))
+    args = repr(dict(kernel_size=2, output_size=out, output_ratio=None,
+                     layout="channels_first"))
+    name = f"fractional_max_pool{rank}d"
+    for op in (name, f"{name}_with_indices"):
+        torch.library.opcheck(getattr(torch.ops.ndpool, op).default,
+                              (x.clone().requires_grad_(), samples, args))
+    y = ours(x, 2, output_size=out, samples=samples)
+    torch.library.opcheck(getattr(torch.ops.ndpool, f"{name}_backward").default,
+                          (distinct(*y.shape), x, samples, args))
+
+
 def test_unbatched_and_float32():
     x = distinct(3, 8, 8, dtype=torch.float32)
     assert torch.equal(T.max_pool2d(x, 3, 2, 1), tF.max_pool2d(x, 3, 2, 1))

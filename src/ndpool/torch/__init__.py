@@ -15,6 +15,9 @@ tensor([[0., 0., 0., 0.],
 Each public op ``name`` is three custom ops in the ``ndpool`` namespace: ``name``
 (the result), ``name_with_indices`` (result and int64 indices, for ops with
 ``return_indices``) and ``name_backward`` (``dx`` from ``dy``, by ``ndpool.vjp``).
+``max_unpool*`` take the indices, ``fractional_max_pool*`` the samples that place their
+windows, as a second tensor (drawn with torch's generator when none are given).
+Bridged: every op of ``ndpool`` except ``pool`` (any axes) and ``coarsen``.
 Their fake kernels take output shapes from the same geometry as the NumPy ops, so
 ``torch.compile`` traces them without running a pool. Tensors reach the core as NumPy
 views of their memory; a channels-last tensor goes in as its (N, *spatial, C) view with
@@ -66,7 +69,7 @@ def _arguments(encoded: str) -> dict:
     return ast.literal_eval(encoded)
 
 
-def _run(name: str, tensors, encoded: str, indices: bool, dy=None):
+def _run(name: str, tensors, encoded: str, indices: bool, dy=None, samples=None):
     """The NumPy op ``name`` on the memory of ``tensors`` (``x``, and for unpooling its
     indices); with ``dy``, the gradient with respect to ``x`` instead."""
     kwargs = _arguments(encoded)
@@ -77,6 +80,8 @@ def _run(name: str, tensors, encoded: str, indices: bool, dy=None):
     back = (lambda a: _to_first(torch.from_numpy(np.ascontiguousarray(a)))) if last else (
         lambda a: torch.from_numpy(np.ascontiguousarray(a)))
     arrays = tuple(map(view, tensors))
+    if samples is not None:   # (N, C, dims): not a tensor of the layout
+        kwargs = dict(kwargs, samples=_array(samples))
     op = getattr(F, name)
     if dy is None:
         result = op(*arrays, return_indices=True, **kwargs) if indices else op(*arrays, **kwargs)
@@ -157,6 +162,60 @@ def _register_unpool(name: str):
     _public(name, inspect.signature(getattr(F, name)), forward, None, ("x", "indices"))
 
 
+def _register_fractional(name: str):
+    """Register ``ndpool::name`` (+ ``_with_indices``, ``_backward``) for
+    ``fractional_max_pool*``: the samples that place the windows are a second tensor, so
+    that the op is a function of its inputs (and the backward pass sees the same
+    windows); the public op draws them with torch's generator when none are given, as
+    ``torch.nn.functional`` does, or with NumPy's from ``rng``."""
+
+    @torch.library.custom_op(f"{NAMESPACE}::{name}_backward", mutates_args=())
+    def backward(dy: torch.Tensor, x: torch.Tensor, samples: torch.Tensor,
+                 arguments: str) -> torch.Tensor:
+        return _run(name, (x,), arguments, False, dy, samples=samples)
+
+    backward.register_fake(lambda dy, x, samples, arguments: torch.empty_like(x))
+
+    @torch.library.custom_op(f"{NAMESPACE}::{name}", mutates_args=())
+    def forward(x: torch.Tensor, samples: torch.Tensor, arguments: str) -> torch.Tensor:
+        return _run(name, (x,), arguments, False, samples=samples)
+
+    @torch.library.custom_op(f"{NAMESPACE}::{name}_with_indices", mutates_args=())
+    def with_indices(x: torch.Tensor, samples: torch.Tensor,
+                     arguments: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return _run(name, (x,), arguments, True, samples=samples)
+
+    forward.register_fake(lambda x, samples, arguments: _fake(name, x, arguments))
+    with_indices.register_fake(lambda x, samples, arguments: (
+        _fake(name, x, arguments), _fake(name, x, arguments).to(torch.int64)))
+
+    def setup_context(ctx, inputs, output):
+        x, samples, arguments = inputs
+        ctx.save_for_backward(x, samples)
+        ctx.arguments = arguments
+
+    def grad(ctx, *dys):
+        x, samples = ctx.saved_tensors
+        return backward(dys[0], x, samples, ctx.arguments), None, None
+
+    forward.register_autograd(grad, setup_context=setup_context)
+    with_indices.register_autograd(grad, setup_context=setup_context)
+    signature = inspect.signature(getattr(F, name))
+    _public(name, signature, forward, with_indices, ("x", "samples"),
+            "    samples = _draw(x, samples, rng, " + name[-2] + ")\n")
+
+
+def _draw(x, samples, rng, rank):
+    """The samples of a fractional pool, shape (N, C, rank) (or (C, rank) unbatched)."""
+    if samples is not None:
+        return torch.as_tensor(samples, dtype=x.dtype)
+    shape = tuple(x.shape[:x.dim() - rank]) + (rank,)
+    if rng is None:
+        return torch.rand(shape, dtype=x.dtype)
+    draw = np.random.default_rng(rng).random(shape).astype(_array(x).dtype)
+    return torch.from_numpy(np.minimum(draw, np.nextafter(draw.dtype.type(1), 0)))
+
+
 def _autograd(op, backward, outputs: int):
     """``dx = backward(dy, x, arguments)``; ``x`` is saved only when a gradient is wanted
     (under ``no_grad``/``inference_mode`` autograd calls neither function)."""
@@ -173,21 +232,22 @@ def _autograd(op, backward, outputs: int):
     op.register_autograd(grad, setup_context=setup_context)
 
 
-def _public(name, signature, forward, with_indices, tensors=("x",)):
+def _public(name, signature, forward, with_indices, tensors=("x",), prelude=""):
     """The public op: checks devices and dtypes, encodes the other arguments as the
     literal of a dict (ndpool's arguments take unions such as int | tuple | pairs |
     word, which an op schema cannot spell; the literal keeps their exact meaning and is
     a constant to ``torch.compile``), and calls the custom op."""
-    others = [p for p in signature.parameters if p not in tensors + ("return_indices",)]
+    others = [p for p in signature.parameters
+              if p not in tensors + ("return_indices", "rng")]
     entries = ", ".join(f"{p!r}: {'_sizes(output_size)' if p == 'output_size' else p}"
                         for p in others)
     call = ("(_with_indices if return_indices else _forward)"
             if with_indices is not None else "_forward")
-    checks = "".join(f"    _check({name!r}, {t!r}, {t})\n" for t in tensors)
+    checks = prelude + "".join(f"    _check({name!r}, {t!r}, {t})\n" for t in tensors)
     source = (f"def {name}{signature}:\n{checks}"
               f"    return {call}({', '.join(tensors)}, repr({{{entries}}}))\n")
     namespace = {"_forward": forward, "_with_indices": with_indices, "_check": _check,
-                 "_sizes": _sizes}
+                 "_sizes": _sizes, "_draw": _draw}
     exec(source, namespace)  # noqa: S102  made above from the NumPy op's own signature
     op = namespace[name]
     op.__module__ = __name__
@@ -227,5 +287,7 @@ for _name in _GLOBAL:
     _register(_name)
 for _rank in (1, 2, 3):
     _register_unpool(f"max_unpool{_rank}d")
+for _rank in (2, 3):
+    _register_fractional(f"fractional_max_pool{_rank}d")
 
 from . import nn  # noqa: E402  the modules call the ops defined above

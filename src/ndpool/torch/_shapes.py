@@ -44,6 +44,13 @@ def _unpool(op, rank, shape, kwargs):
                                             kwargs.get("output_size")))
 
 
+def _fractional(op, rank, shape, kwargs):
+    lay = layout_for(op, shape, rank, kwargs.get("layout", "channels_first"))
+    kernel = int_tuple(op, "kernel_size", kwargs["kernel_size"], rank)
+    return _restored(lay, _ops._fractional_size(op, lay, kernel, kwargs.get("output_size"),
+                                                kwargs.get("output_ratio")))
+
+
 def _global(op, shape, kwargs):
     if len(shape) < 3:
         fail(op, f"x must have shape (N, C, *spatial) with at least one spatial dim, "
@@ -60,6 +67,8 @@ def output_shape(name: str, shape: Tuple[int, ...], kwargs: dict) -> Tuple[int, 
     if name.startswith("global_"):
         return _global(name, shape, kwargs)
     rank = int(name[-2])
+    if name.startswith("fractional_"):
+        return _fractional(name, rank, shape, kwargs)
     if name.startswith("max_unpool"):
         return _unpool(name, rank, shape, kwargs)
     if name.startswith("adaptive_"):

@@ -1,5 +1,6 @@
 """torch.nn modules running ndpool's ops: torch.nn's names and constructor arguments,
-plus ndpool's own (``MinPool*d``, ``GlobalMaxPool``, ``GlobalAvgPool``).
+plus ndpool's own (``MinPool*d``, ``GlobalMaxPool``, ``GlobalAvgPool``). The fractional
+pools take ``samples`` where torch.nn's take ``_random_samples`` (the same place).
 
 >>> import torch, ndpool.torch.nn
 >>> pool = ndpool.torch.nn.MaxPool2d(3, stride=2, padding=1)
@@ -64,6 +65,8 @@ for _rank in (1, 2, 3):
                                ("AdaptiveMaxPool", "adaptive_max_pool", _layers._ADAPTIVE_MAX),
                                ("AdaptiveAvgPool", "adaptive_avg_pool", _layers._ADAPTIVE_AVG)):
         _module(f"{_cls}{_rank}d", f"{_fn}{_rank}d", _params)
+for _rank in (2, 3):
+    _module(f"FractionalMaxPool{_rank}d", f"fractional_max_pool{_rank}d", _layers._FRACTIONAL)
 _module("GlobalMaxPool", "global_max_pool", _layers._GLOBAL)
 _module("GlobalAvgPool", "global_avg_pool", _layers._GLOBAL)
 
