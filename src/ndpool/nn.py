@@ -26,6 +26,21 @@ from .autodiff import vjp
 __all__ = []
 
 
+def bind_arguments(owner: str, table, args, kwargs) -> dict:
+    """A layer's constructor arguments bound to ``table`` ((name, default) pairs, in
+    order), defaults filled in; a TypeError naming ``owner`` for a wrong call. Shared by
+    ndpool.nn and ndpool.torch.nn."""
+    signature = inspect.Signature([
+        inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+        for name, default in table])
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"{owner}: {error}") from None
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
 class Pool:
     """Base of every layer: binds constructor arguments to the op's keyword arguments."""
 
@@ -38,16 +53,7 @@ class Pool:
     __class_getitem__ = classmethod(types.GenericAlias)
 
     def __init__(self, *args, **kwargs):
-        signature = inspect.Signature([
-            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                              default=default)
-            for name, default in self._signature])
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as error:
-            raise TypeError(f"{type(self).__name__}: {error}") from None
-        bound.apply_defaults()
-        self.arguments = dict(bound.arguments)
+        self.arguments = bind_arguments(type(self).__name__, self._signature, args, kwargs)
         self._pullback = None
 
     def forward(self, x, *inputs, **extra):

@@ -8,7 +8,6 @@ pools take ``samples`` where torch.nn's take ``_random_samples`` (the same place
 >>> torch.equal(pool(x), torch.nn.MaxPool2d(3, stride=2, padding=1)(x))
 True
 """
-import inspect
 
 import torch
 
@@ -27,15 +26,8 @@ class Pool(torch.nn.Module):
 
     def __init__(self, *args, **kwargs):
         super().__init__()
-        signature = inspect.Signature([
-            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
-            for name, default in self._signature])
-        try:
-            bound = signature.bind(*args, **kwargs)
-        except TypeError as error:
-            raise TypeError(f"{type(self).__name__}: {error}") from None
-        bound.apply_defaults()
-        self.arguments = dict(bound.arguments)
+        self.arguments = _layers.bind_arguments(type(self).__name__, self._signature, args,
+                                                kwargs)
         if self.arguments.get("stride", ()) is None and not self.op_name.startswith("lp_"):
             # as torch.nn's max and avg pools keep it (LPPool keeps None); the same windows
             self.arguments["stride"] = self.arguments["kernel_size"]
