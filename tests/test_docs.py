@@ -14,6 +14,8 @@ def test_page_examples(page):
     text = page.read_text(encoding="utf-8")
     if "import torch" in text and importlib.util.find_spec("torch") is None:
         pytest.skip("the page compares with PyTorch, which is not installed")
+    if "import jax" in text and importlib.util.find_spec("ndpool_jax_ffi") is None:
+        pytest.skip("the page runs ndpool.jax, whose handler is not installed (pip install ./jax-ffi)")
     result = doctest.testfile(str(page), module_relative=False, encoding="utf-8",
                               optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert result.failed == 0

@@ -9,9 +9,12 @@
 
 #include <dlfcn.h>
 
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
+#include "foreign.hpp"
 #include "geometry.hpp"
 #include "pool.hpp"
 #include "simd/dispatch.hpp"
@@ -31,6 +34,7 @@ using Table = nb::ndarray<const int64_t, nb::device::cpu, nb::c_contig>;
 // Plans), with the tuple that keeps their arrays alive.
 struct Plan {
     Axis axis[3];
+    i64 rows = 1;  // planes the tables are for: 1, or one row per plane (fractional)
     nb::object keep;
 };
 
@@ -51,6 +55,7 @@ Plan make_plan(nb::tuple axes) {
         ax.n_in = nb::cast<i64>(t[5]), ax.kernel = nb::cast<i64>(t[6]);
         ax.n_out = static_cast<i64>(first.shape(1));
         ax.per_plane = first.shape(0) > 1;
+        if (ax.per_plane) plan.rows = static_cast<i64>(first.shape(0));
         bool trivial = ax.kernel == 1 && ax.n_in == ax.n_out && !ax.per_plane;
         for (i64 o = 0; trivial && o < ax.n_out; ++o) trivial = ax.first[o] == o && ax.count[o] == 1;
         ax.trivial = trivial;
@@ -308,6 +313,179 @@ nb::object global_op(nb::ndarray<nb::ro, nb::device::cpu> x, const std::string &
     return nb::cast(y);
 }
 
+// ------------------------------------------------------------ calls for foreign runtimes
+// A registered call (foreign.hpp): all that is static about one op on one shape, so that
+// a runtime without Python (XLA's FFI) can run it on raw buffers. Calls live as long as
+// the process (a program registers one per distinct op and geometry); their Plans keep
+// the window tables alive.
+enum class CallOp : int { forward, scatter, spread, split_ties, unpool, unpool_backward };
+
+struct Call {
+    CallOp op;
+    Plan plan;
+    DType dtype;
+    Reduction reduction = max_;
+    bool channels_last = false;
+    i64 lanes = 1;
+    int winner_bytes = 0;       // forward: 0, 1, 2 or 8; scatter: the winners' size
+    int index_bytes = 8;        // unpool: 4 (int32 indices) or 8
+    i64 per_plane = 1;          // elements of inputs[0] per plane
+    i64 n_in = 0, n_out = 0;    // unpool: cells per plane before and after
+    std::vector<double> factors[3];
+    Divisor divisor;
+};
+
+std::mutex calls_mutex;
+std::vector<std::unique_ptr<Call>> *calls = new std::vector<std::unique_ptr<Call>>();  // never freed
+
+CallOp call_op_named(const std::string &op) {
+    if (op == "forward") return CallOp::forward;
+    if (op == "scatter") return CallOp::scatter;
+    if (op == "spread") return CallOp::spread;
+    if (op == "split_ties") return CallOp::split_ties;
+    if (op == "unpool") return CallOp::unpool;
+    if (op == "unpool_backward") return CallOp::unpool_backward;
+    throw std::invalid_argument("core: unknown call " + op);
+}
+
+DType dtype_of(char kind, int itemsize) {
+    const uint8_t code = static_cast<uint8_t>(kind == 'f'   ? nb::dlpack::dtype_code::Float
+                                              : kind == 'i' ? nb::dlpack::dtype_code::Int
+                                                            : nb::dlpack::dtype_code::UInt);
+    return dtype_code(nb::dlpack::dtype{code, static_cast<uint8_t>(itemsize * 8), 1}, true);
+}
+
+// Registers a call and returns its handle. `plan` is None for unpooling (sizes n_in,
+// n_out instead); `divisor` the mean's three factors or None; `kind` names the
+// reduction ("max", "min", "sum") of a forward call or of split ties.
+int64_t register_call(const std::string &op, nb::object plan, char dtype_kind, int itemsize,
+                      const std::string &kind, bool channels_last, i64 lanes, nb::object divisor,
+                      int winner_bytes, int index_bytes, i64 n_in, i64 n_out) {
+    auto call = std::make_unique<Call>();
+    call->op = call_op_named(op);
+    call->dtype = dtype_of(dtype_kind, itemsize);
+    call->channels_last = channels_last;
+    call->lanes = channels_last ? lanes : 1;
+    call->winner_bytes = winner_bytes;
+    call->index_bytes = index_bytes;
+    call->n_in = n_in, call->n_out = n_out;
+    if (winner_bytes != 0 && winner_bytes != 1 && winner_bytes != 2 && winner_bytes != 8)
+        throw std::invalid_argument("core: bad winner size");
+    if (index_bytes != 4 && index_bytes != 8) throw std::invalid_argument("core: bad index size");
+    if (call->op == CallOp::unpool || call->op == CallOp::unpool_backward) {
+        if (n_in < 1 || n_out < 1) throw std::invalid_argument("core: unpool sizes must be positive");
+        call->per_plane = call->op == CallOp::unpool ? n_in : n_out;
+    } else {
+        call->plan = nb::cast<const Plan &>(plan);
+        i64 cells_in = 1, cells_out = 1;
+        for (const Axis &ax : call->plan.axis) cells_in *= ax.n_in, cells_out *= ax.n_out;
+        const bool reads_output = call->op == CallOp::scatter || call->op == CallOp::spread;
+        call->per_plane = (reads_output ? cells_out : cells_in) * call->lanes;
+        if (call->op == CallOp::forward || call->op == CallOp::split_ties) call->reduction = reduction_named(kind);
+        if (!divisor.is_none()) {
+            nb::tuple f = nb::cast<nb::tuple>(divisor);
+            if (nb::len(f) != 3) throw std::invalid_argument("core: expected three divisor factors");
+            for (int a = 0; a < 3; ++a) {
+                Factor factor = nb::cast<Factor>(f[a]);
+                if (static_cast<i64>(factor.shape(0)) != call->plan.axis[a].n_out)
+                    throw std::invalid_argument("core: a divisor factor does not match the output size");
+                call->factors[a].assign(factor.data(), factor.data() + factor.shape(0));
+                call->divisor.factor[a] = call->factors[a].data();
+            }
+        }
+        if (call->op == CallOp::spread && !call->divisor) throw std::invalid_argument("core: spread needs a divisor");
+        const bool sums = call->op == CallOp::spread || call->op == CallOp::scatter ||
+                          (call->op == CallOp::forward && call->reduction == sum_);
+        if (sums && call->dtype != f16 && call->dtype != f32 && call->dtype != f64)
+            throw nb::type_error("core: sums and gradients need a float dtype");
+    }
+    std::lock_guard<std::mutex> lock(calls_mutex);
+    calls->push_back(std::move(call));
+    return static_cast<int64_t>(calls->size() - 1);
+}
+
+// Indices of an unpool call as int64, checked against the unpooled plane (the caller
+// could not check them: under a compiler they are not known until the call runs).
+const int64_t *checked_indices(const Call &call, const void *index, i64 count, std::vector<int64_t> &wide) {
+    const int64_t *flat = static_cast<const int64_t *>(index);
+    if (call.index_bytes == 4) {
+        const int32_t *narrow = static_cast<const int32_t *>(index);
+        wide.assign(narrow, narrow + count);
+        flat = wide.data();
+    }
+    for (i64 i = 0; i < count; ++i)
+        if (flat[i] < 0 || flat[i] >= call.n_out)
+            throw std::invalid_argument("max_unpool: indices must lie in [0, " + std::to_string(call.n_out) +
+                                        ") for the output plane, found " + std::to_string(flat[i]));
+    return flat;
+}
+
+void run_call(const Call &call, const void *const *in, int64_t n_in, void *const *out, int64_t n_out,
+              int64_t count0) {
+    const int64_t want_in = call.op == CallOp::forward || call.op == CallOp::spread ? 1 : 2;
+    const int64_t want_out = call.op == CallOp::forward && call.winner_bytes ? 2 : 1;
+    if (n_in != want_in || n_out != want_out) throw std::invalid_argument("core: wrong number of buffers for the call");
+    if (count0 % call.per_plane != 0) throw std::invalid_argument("core: input size is not a whole number of planes");
+    const i64 planes = count0 / call.per_plane;
+    if (planes == 0) return;
+    if (call.op == CallOp::unpool || call.op == CallOp::unpool_backward) {
+        std::vector<int64_t> wide;
+        const int64_t *index = checked_indices(call, in[1], planes * call.n_in, wide);
+        const KernelTable &k = kernels();
+        UnpoolFn f = call.op == CallOp::unpool ? k.unpool[call.dtype] : k.unpool_backward[call.dtype];
+        f(in[0], index, out[0], planes, call.n_in, call.n_out);
+        return;
+    }
+    if (call.plan.rows > 1 && call.plan.rows != planes)
+        throw std::invalid_argument("core: the window tables are for " + std::to_string(call.plan.rows) +
+                                    " planes, the call has " + std::to_string(planes) +
+                                    " (fractional pooling with fixed samples cannot be batched)");
+    const Geometry g = geometry(call.plan, planes, call.lanes);
+    const KernelTable &k = kernels();
+    switch (call.op) {
+        case CallOp::forward: {
+            Outputs o;
+            o.y = out[0];
+            o.divisor = call.divisor;
+            if (call.winner_bytes) {
+                o.arg = out[1];
+                o.kind = call.winner_bytes == 8 ? IndexKind::flat : call.winner_bytes == 1 ? IndexKind::u8 : IndexKind::u16;
+            }
+            k.forward[call.reduction][call.dtype](in[0], g, o);
+            return;
+        }
+        case CallOp::scatter: {
+            const IndexSlot slot = call.winner_bytes == 8 ? slot_flat : call.winner_bytes == 1 ? slot_u8 : slot_u16;
+            k.scatter[call.dtype][slot](in[0], in[1], out[0], g);
+            return;
+        }
+        case CallOp::spread: k.spread[call.dtype](in[0], call.divisor, out[0], g); return;
+        case CallOp::split_ties: k.split_ties[call.reduction == max_ ? 0 : 1][call.dtype](in[0], in[1], out[0], g); return;
+        default: throw std::logic_error("core: unreachable");
+    }
+}
+
+const char *foreign_run(int64_t handle, const void *const *inputs, int64_t n_inputs, void *const *outputs,
+                        int64_t n_outputs, int64_t count0) {
+    thread_local std::string error;
+    try {
+        const Call *call = nullptr;
+        {
+            std::lock_guard<std::mutex> lock(calls_mutex);
+            if (handle < 0 || handle >= static_cast<int64_t>(calls->size()))
+                throw std::invalid_argument("core: unknown call handle " + std::to_string(handle));
+            call = (*calls)[static_cast<size_t>(handle)].get();
+        }
+        run_call(*call, inputs, n_inputs, outputs, n_outputs, count0);
+        return nullptr;
+    } catch (const std::exception &e) {
+        error = e.what();
+        return error.c_str();
+    }
+}
+
+const ndpool_foreign_api foreign_table{NDPOOL_FOREIGN_API_VERSION, &foreign_run};
+
 // The kernels' way to the thread pool (table.hpp's Host).
 void host_parallel_for(int64_t n, int64_t grain, void (*body)(void *, int64_t, int64_t), void *context) {
     ThreadPool::instance().parallel_for(n, grain, [=](int64_t begin, int64_t end) { body(context, begin, end); });
@@ -357,5 +535,12 @@ NB_MODULE(_core, m) {
     m.def("split_ties", &split_ties_op);
     m.def("unpool", &unpool_op);
     m.def("unpool_backward", &unpool_backward_op);
+    m.def("register_call", &register_call, nb::arg("op"), nb::arg("plan").none(), nb::arg("dtype_kind"),
+          nb::arg("itemsize"), nb::arg("kind"), nb::arg("channels_last"), nb::arg("lanes"),
+          nb::arg("divisor").none(), nb::arg("winner_bytes"), nb::arg("index_bytes"), nb::arg("n_in"),
+          nb::arg("n_out"), "Registers a call for foreign runtimes (foreign.hpp); returns its handle.");
+    m.def("foreign_api", []() {
+        return nb::capsule(const_cast<ndpool_foreign_api *>(&foreign_table), "ndpool.foreign_api");
+    }, "A capsule holding the core's C table for foreign runtimes (src/core/foreign.hpp).");
     bind_select(m);
 }

@@ -181,13 +181,17 @@ def avg_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mo
     x = _float_input(op, x)
     lay, win = _sliding(op, x, rank, kernel_size, stride, padding, dilation, ceil_mode,
                         count_include_pad, layout)
+    check_divisor_override(op, divisor_override)
+    return _mean(op, x, lay, win, grad, divisor_override)
+
+
+def check_divisor_override(op: str, divisor_override) -> None:
     if divisor_override is not None:
         if not isinstance(divisor_override, numbers.Integral) or isinstance(
                 divisor_override, bool) or divisor_override == 0:
             fail(op, f"divisor_override={divisor_override!r} must be a nonzero int or None")
         if abs(divisor_override) > MAX_SIZE:
             fail(op, f"divisor_override={divisor_override!r} must be at most {MAX_SIZE} in size")
-    return _mean(op, x, lay, win, grad, divisor_override)
 
 
 def _divisors(win: Window, override=None) -> Tuple[np.ndarray, ...]:
@@ -227,9 +231,7 @@ def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mod
     kernel volume.
     """
     x = _float_input(op, x)
-    if (not isinstance(norm_type, numbers.Real) or isinstance(norm_type, bool)
-            or not math.isfinite(_as_float(norm_type)) or norm_type <= 0):
-        fail(op, f"norm_type={norm_type!r} must be a positive finite number")
+    check_norm_type(op, norm_type)
     p = x.dtype.type(norm_type)
     lay, win = _sliding(op, x, rank, kernel_size, stride, padding, dilation, ceil_mode,
                         True, layout, lp=True)
@@ -255,6 +257,12 @@ def lp_pool(op: str, rank: int, x, norm_type, kernel_size, stride=None, ceil_mod
 
 
 # ---------------------------------------------------------------- adaptive pools
+def check_norm_type(op: str, norm_type) -> None:
+    if (not isinstance(norm_type, numbers.Real) or isinstance(norm_type, bool)
+            or not math.isfinite(_as_float(norm_type)) or norm_type <= 0):
+        fail(op, f"norm_type={norm_type!r} must be a positive finite number")
+
+
 def _output_size(op: str, value, lay: Layout) -> Tuple[int, ...]:
     rank = lay.rank
     items = (value,) * rank if not isinstance(value, (tuple, list)) else tuple(value)
