@@ -4,6 +4,7 @@
 // read once, at import.
 #include <nanobind/nanobind.h>
 
+#include <stdexcept>
 #include <string>
 
 #include "foreign.hpp"
@@ -47,7 +48,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(ndpool_run, run,
                               ffi::Ffi::Bind().RemainingArgs().RemainingRets().Attr<int64_t>("handle"));
 
 NB_MODULE(_ffi, m) {
-    nb::object capsule = nb::module_::import_("ndpool._core").attr("foreign_api")();
+    nb::module_ core_module = nb::module_::import_("ndpool._core");
+    if (!nb::hasattr(core_module, "foreign_api"))
+        throw std::runtime_error("the installed ndpool's core has no C table for foreign runtimes; "
+                                 "install ndpool and ./jax-ffi from the same checkout");
+    nb::object capsule = core_module.attr("foreign_api")();
     core = static_cast<const ndpool_foreign_api *>(
         PyCapsule_GetPointer(capsule.ptr(), "ndpool.foreign_api"));
     if (core == nullptr) throw nb::python_error();
