@@ -330,6 +330,8 @@ nb::dict simd_info() {
 
 namespace ndpool {
 void bind_select(nb::module_ &m);  // select.cpp: coarsen's median, mode and integer sums
+void bind_median(nb::module_ &m);  // median.cpp: median pooling
+void bind_roi(nb::module_ &m);     // roi.cpp: RoIPool and RoIAlign
 }
 
 NB_MODULE(_core, m) {
@@ -358,4 +360,6 @@ NB_MODULE(_core, m) {
     m.def("unpool", &unpool_op);
     m.def("unpool_backward", &unpool_backward_op);
     bind_select(m);
+    bind_median(m);
+    bind_roi(m);
 }
