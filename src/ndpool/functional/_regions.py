@@ -114,7 +114,7 @@ def _boxes(op: str, boxes, x: np.ndarray, spatial_scale: float):
         fail(op, "boxes must be finite")
     image = table[:, 0]
     if (image != np.floor(image)).any():
-        fail(op, f"a box's image index {image[image != np.floor(image)][0]!r} is not an "
+        fail(op, f"a box's image index {float(image[image != np.floor(image)][0])!r} is not an "
              f"integer ({rule})")
     if len(image) and (image.min() < 0 or image.max() >= x.shape[0]):
         bad = image.min() if image.min() < 0 else image.max()
