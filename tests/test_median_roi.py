@@ -435,6 +435,7 @@ BAD = [
     ("output_size_float", lambda: ndpool.roi_align(X, BOX, 2.5), T, r"roi_align: output_size=2\.5 must be an int"),
     ("scale_zero", lambda: ndpool.roi_align(X, BOX, 2, 0.0), E, r"roi_align: spatial_scale=0\.0 must be a positive"),
     ("scale_negative", lambda: ndpool.roi_pool(X, BOX, 2, -1.0), E, r"roi_pool: spatial_scale=-1\.0 must be a positive"),
+    ("scale_huge_int", lambda: ndpool.roi_pool(X, BOX, 2, 10**400), E, r"roi_pool: spatial_scale=1000.* must be a positive finite"),
     ("scale_string", lambda: ndpool.roi_pool(X, BOX, 2, "1"), T, r"roi_pool: spatial_scale='1' must be a number"),
     ("sampling_float", lambda: ndpool.roi_align(X, BOX, 2, 1.0, 1.5), T, r"roi_align: sampling_ratio=1\.5 must be an int"),
     ("sampling_huge", lambda: ndpool.roi_align(X, BOX, 2, 1.0, 2**20), E, r"roi_align: box 0 takes .* samples per channel"),

@@ -284,9 +284,9 @@ def _roi_align_template(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
 
     >>> import numpy as np, ndpool
     >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
-    >>> ndpool.roi_align(x, [np.array([[0.0, 0.0, 2.0, 2.0]])], 2, aligned=True)
-    array([[[[1.25, 2.25],
-             [5.25, 6.25]]]])
+    >>> ndpool.roi_align(x, [np.array([[0.0, 0.0, 2.0, 2.0]])], 2)
+    array([[[[2.5, 3.5],
+             [6.5, 7.5]]]])
 
     Boxes as for ``roi_pool``, not rounded: each of the ``output_size`` bins is the mean
     of bilinear samples on a ``sampling_ratio`` x ``sampling_ratio`` grid (``<= 0``:

@@ -19,7 +19,7 @@ from .._errors import fail, type_fail
 from .._layout import Layout, axes3, spatial3
 from .._window import Window
 from ..arrays import is_dask
-from ._ops import _checked_dy, _lazily, _pullback, _sliding
+from ._ops import _as_float, _checked_dy, _lazily, _pullback, _sliding
 
 
 # ------------------------------------------------------------------ median pooling
@@ -133,7 +133,7 @@ def _roi_arguments(op: str, output_size, spatial_scale):
         fail(op, f"output_size={output_size!r} has more than {2**31 - 1} bins")
     if (not isinstance(spatial_scale, numbers.Real) or isinstance(spatial_scale, bool)):
         type_fail(op, f"spatial_scale={spatial_scale!r} must be a number")
-    if not (math.isfinite(float(spatial_scale)) and spatial_scale > 0):
+    if not (math.isfinite(_as_float(spatial_scale)) and spatial_scale > 0):
         fail(op, f"spatial_scale={spatial_scale!r} must be a positive finite number")
     return size, float(spatial_scale)
 
