@@ -143,6 +143,33 @@ def test_median_matches_torch_median_on_unfolded_windows(backend, rank):
         np.testing.assert_allclose(dx, t.grad.numpy(), rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("kernel", [33, 40, 64])
+def test_median_of_large_windows_with_ties(backend, kernel):
+    """Windows past 32 cells take the core's nth_element path (smaller ones count ranks)."""
+    rng = np.random.default_rng(kernel)
+    x = rng.integers(0, 5, (2, 3, 130)).astype(np.float32)
+    with ndpool.use_backend(backend):
+        y, idx = ndpool.median_pool1d(x, kernel, 7, kernel // 2, True, return_indices=True)
+    want_y, want_idx = median_oracle(x, (kernel,), (7,), (kernel // 2,), True)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(idx, want_idx)
+
+
+def test_median_of_dask_arrays_equals_numpy():
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 9, (2, 3, 17, 19)).astype(np.float64)
+    lazy = da.from_array(x, chunks=(1, 2, 6, 7))
+    for args in [(3, 1, 1), (2,), (3, 2, 1, True)]:
+        (y, idx), pullback = ndpool.vjp(ndpool.median_pool2d, lazy, *args, return_indices=True)
+        (y0, idx0), pullback0 = ndpool.vjp(ndpool.median_pool2d, x, *args, return_indices=True)
+        np.testing.assert_array_equal(y.compute(), y0)
+        np.testing.assert_array_equal(idx.compute(), idx0)
+        dy = rng.standard_normal(y0.shape)
+        np.testing.assert_allclose(pullback(da.from_array(dy, chunks=3)).compute(),
+                                   pullback0(dy), rtol=1e-12)
+
+
 def test_median_lower_median_of_an_even_count_and_padding_never_counts(backend):
     x = np.array([[[4.0, 1.0, 3.0, 2.0]]])
     with ndpool.use_backend(backend):

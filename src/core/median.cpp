@@ -1,10 +1,11 @@
 // Median pooling: the lower median of each window's in-bounds cells and its cell's flat
 // per-plane index. The windows are the Window's tap tables (first, count, step per dim,
 // from _window.py); nothing here derives geometry. A window's cells are gathered in scan
-// order, the median found by selection (std::nth_element, O(n) per window, not a sort),
-// and the index is the first cell in scan order whose value equals the median; a NaN
-// wins its window (the first NaN, as torch.median). Built in the host module, as
-// select.cpp, and run on the host's pool with the GIL released.
+// order and the median found by selection (ranks counted in small windows, else
+// std::nth_element; no sort per window); the index is the first cell in scan order whose
+// value equals the median, and a NaN wins its window (the first NaN, as torch.median).
+// Built in the host module, as select.cpp, and run on the host's pool with the GIL
+// released.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 
@@ -35,48 +36,69 @@ bool is_nan(T v) {
     return false;
 }
 
+// The first position in scan order of the lower median of cells[0, n). Small windows
+// (the common 3x3, 5x5) rank every cell by counting (no sort, no data-dependent branch
+// but the final one: a cell holds the k-th value when fewer than k+1 cells are smaller
+// and more than k are smaller or equal), larger ones select with nth_element on a copy.
+template <class T>
+size_t median_of(const T *cells, size_t n, T *work) {
+    const size_t k = (n - 1) / 2;  // the lower median of an even count
+    if (n <= 32) {
+        for (size_t i = 0;; ++i) {
+            const T v = cells[i];
+            size_t less = 0, equal = 0;
+            for (size_t j = 0; j < n; ++j) {
+                less += cells[j] < v;
+                equal += cells[j] == v;
+            }
+            if (less <= k && k < less + equal) return i;
+        }
+    }
+    std::copy(cells, cells + n, work);
+    std::nth_element(work, work + k, work + n);
+    const T median = work[k];
+    size_t pick = 0;
+    while (!(cells[pick] == median)) ++pick;
+    return pick;
+}
+
 template <class T>
 void median_windows(const T *x, T *y, int64_t *index, i64 planes, const Taps (&t)[3]) {
-    const i64 out_plane = t[0].out * t[1].out * t[2].out;
+    const i64 out_w = t[2].out, rows = planes * t[0].out * t[1].out;
     const i64 in_plane = t[0].in * t[1].in * t[2].in;
     i64 most = 1;  // the largest window, for the buffers
     for (const Taps &a : t) most *= *std::max_element(a.count, a.count + a.out);
-    const int64_t grain = std::max<int64_t>(1, 4096 / std::max<i64>(most, 1));
-    ThreadPool::instance().parallel_for(planes * out_plane, grain, [&](int64_t begin, int64_t end) {
-        std::vector<T> cells, work;
-        std::vector<i64> where;
-        cells.reserve(most), work.reserve(most), where.reserve(most);
-        for (int64_t i = begin; i < end; ++i) {
-            const i64 p = i / out_plane, o = i % out_plane;
-            const i64 ow = o % t[2].out, oh = (o / t[2].out) % t[1].out, od = o / (t[2].out * t[1].out);
+    const int64_t grain = std::max<int64_t>(1, 16384 / std::max<i64>(most * out_w, 1));
+    // one task per output row (plane, od, oh): the row's window rows are found once
+    ThreadPool::instance().parallel_for(rows, grain, [&](int64_t begin, int64_t end) {
+        std::vector<T> cells(static_cast<size_t>(most)), work(static_cast<size_t>(most));
+        std::vector<i64> where(static_cast<size_t>(most));
+        for (int64_t r = begin; r < end; ++r) {
+            const i64 oh = r % t[1].out, od = (r / t[1].out) % t[0].out, p = r / (t[1].out * t[0].out);
             const T *plane = x + p * in_plane;
-            cells.clear(), where.clear();
-            bool nan = false;
-            for (i64 a = 0; a < t[0].count[od] && !nan; ++a) {
-                const i64 d = t[0].first[od] + a * t[0].step;
-                for (i64 b = 0; b < t[1].count[oh] && !nan; ++b) {
-                    const i64 row = (d * t[1].in + t[1].first[oh] + b * t[1].step) * t[2].in;
-                    for (i64 c = 0; c < t[2].count[ow]; ++c) {
-                        const i64 at = row + t[2].first[ow] + c * t[2].step;
-                        const T v = plane[at];
-                        if (is_nan(v)) {  // the first NaN in scan order wins the window
-                            cells.assign(1, v), where.assign(1, at), nan = true;
-                            break;
+            for (i64 ow = 0; ow < out_w; ++ow) {
+                size_t n = 0;
+                bool nan = false;
+                for (i64 a = 0; a < t[0].count[od] && !nan; ++a) {
+                    const i64 d = t[0].first[od] + a * t[0].step;
+                    for (i64 b = 0; b < t[1].count[oh] && !nan; ++b) {
+                        const i64 row = (d * t[1].in + t[1].first[oh] + b * t[1].step) * t[2].in + t[2].first[ow];
+                        for (i64 c = 0; c < t[2].count[ow]; ++c) {
+                            const i64 at = row + c * t[2].step;
+                            const T v = plane[at];
+                            if (is_nan(v)) {  // the first NaN in scan order wins the window
+                                cells[0] = v, where[0] = at, n = 1, nan = true;
+                                break;
+                            }
+                            cells[n] = v, where[n] = at, ++n;
                         }
-                        cells.push_back(v), where.push_back(at);
                     }
                 }
+                const size_t pick = nan ? 0 : median_of(cells.data(), n, work.data());
+                const i64 o = r * out_w + ow;
+                y[o] = cells[pick];
+                if (index) index[o] = where[pick];
             }
-            size_t pick = 0;
-            if (!nan) {
-                work.assign(cells.begin(), cells.end());
-                const size_t k = (work.size() - 1) / 2;  // the lower median of an even count
-                std::nth_element(work.begin(), work.begin() + k, work.end());
-                const T median = work[k];
-                while (!(cells[pick] == median)) ++pick;  // first in scan order
-            }
-            y[i] = cells[pick];
-            if (index) index[i] = where[pick];
         }
     });
 }
