@@ -303,6 +303,23 @@ def test_roi_align_matches_onnxruntime(backend, dtype, aligned):
             np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+def test_roi_align_of_boxes_with_many_samples_matches_onnxruntime(backend):
+    """Past 2**16 samples per box the core combines the separable tables per channel
+    instead of keeping a table of every sample: the same numbers."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 20, 24)).astype(np.float32)
+    boxes = np.array([[0, -1.5, 0.5, 26.0, 19.0], [0, 3.0, 2.0, 9.5, 30.0]], np.float32)
+    for size, ratio, aligned in [((16, 16), 17, False), ((9, 8), -1, True), ((3, 2), 160, True)]:
+        with ndpool.use_backend(backend):
+            y = ndpool.roi_align(x, boxes if ratio != -1 else boxes * 40, size, 1.0 if ratio != -1 else 1 / 40,
+                                 ratio, aligned)
+        want = ort_roi_align(x, boxes if ratio != -1 else boxes * 40, size,
+                             1.0 if ratio != -1 else 1 / 40, ratio, aligned)
+        np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+        if backend == "compiled":
+            np.testing.assert_array_equal(y, want)
+
+
 def test_roi_pool_matches_onnxruntime_max_roi_pool(backend):
     rng = np.random.default_rng(11)
     for _ in range(60):

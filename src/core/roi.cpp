@@ -89,30 +89,78 @@ void align_box(AlignBox<A> &box, const A *r, A scale, const Shape &s, int sampli
     samples(box.x, start_w, bin_w, static_cast<int>(s.out_w), grid_w, s.width);
 }
 
+// One bilinear sample with its four cells and weights, shared by every channel of a box
+// (torchvision's pre-calculation): an invalid sample reads cell 0 with zero weights, as
+// there, so an inf in cell 0 still gives NaN.
+template <class A>
+struct Tap {
+    i64 at[4];
+    A w[4];
+};
+
+// A box's taps in bin order (ph, pw, iy, ix), when they fit in kMaxTaps; else the
+// samples are combined per channel from the separable tables.
+constexpr i64 kMaxTaps = i64(1) << 16;
+
+template <class A>
+bool box_taps(const AlignBox<A> &box, const Shape &s, std::vector<Tap<A>> &taps) {
+    const i64 gh = std::max(box.y.grid, 0), gw = std::max(box.x.grid, 0);
+    if (s.out_h * s.out_w * gh * gw > kMaxTaps) return false;
+    taps.resize(static_cast<size_t>(s.out_h * s.out_w * gh * gw));
+    size_t t = 0;
+    for (i64 ph = 0; ph < s.out_h; ++ph)
+        for (i64 pw = 0; pw < s.out_w; ++pw)
+            for (i64 iy = 0; iy < gh; ++iy)
+                for (i64 ix = 0; ix < gw; ++ix, ++t) {
+                    const size_t a = static_cast<size_t>(ph * gh + iy), b = static_cast<size_t>(pw * gw + ix);
+                    Tap<A> &tap = taps[t];
+                    if (!(box.y.valid[a] && box.x.valid[b])) {
+                        tap = Tap<A>{{0, 0, 0, 0}, {A(0), A(0), A(0), A(0)}};
+                        continue;
+                    }
+                    const i64 r0 = box.y.low[a] * s.width, r1 = box.y.high[a] * s.width;
+                    const i64 c0 = box.x.low[b], c1 = box.x.high[b];
+                    const A hy = box.y.h[a], ly = box.y.l[a], hx = box.x.h[b], lx = box.x.l[b];
+                    tap = Tap<A>{{r0 + c0, r0 + c1, r1 + c0, r1 + c1}, {hy * hx, hy * lx, ly * hx, ly * lx}};
+                }
+    return true;
+}
+
 template <class T, class A>
 void align_forward(const T *x, const A *rois, const int64_t *batch, T *y, const Shape &s, A scale, int sampling_ratio,
                    bool aligned) {
     const i64 plane = s.height * s.width, bins = s.out_h * s.out_w;
     ThreadPool::instance().parallel_for(s.boxes * s.channels, 1, [&](int64_t begin, int64_t end) {
         AlignBox<A> box;
+        std::vector<Tap<A>> taps;
+        bool tabled = false;
         i64 current = -1;
         for (int64_t i = begin; i < end; ++i) {
             const i64 k = i / s.channels, c = i % s.channels;
-            if (k != current) align_box(box, rois + 4 * k, scale, s, sampling_ratio, aligned), current = k;
+            if (k != current) {
+                align_box(box, rois + 4 * k, scale, s, sampling_ratio, aligned), current = k;
+                tabled = box_taps(box, s, taps);
+            }
             const T *in = x + (batch[k] * s.channels + c) * plane;
             T *out = y + i * bins;
             const int gh = std::max(box.y.grid, 0), gw = std::max(box.x.grid, 0);
+            const Tap<A> *tap = taps.data();
             for (i64 ph = 0; ph < s.out_h; ++ph)
                 for (i64 pw = 0; pw < s.out_w; ++pw) {
                     A total = 0;
+                    if (tabled) {
+                        for (int n = 0; n < gh * gw; ++n, ++tap)
+                            total += tap->w[0] * static_cast<A>(in[tap->at[0]]) + tap->w[1] * static_cast<A>(in[tap->at[1]]) +
+                                     tap->w[2] * static_cast<A>(in[tap->at[2]]) + tap->w[3] * static_cast<A>(in[tap->at[3]]);
+                        out[ph * s.out_w + pw] = static_cast<T>(total / box.count);
+                        continue;
+                    }
                     for (int iy = 0; iy < gh; ++iy) {
                         const size_t a = static_cast<size_t>(ph * gh + iy);
                         for (int ix = 0; ix < gw; ++ix) {
                             const size_t b = static_cast<size_t>(pw * gw + ix);
                             const A hy = box.y.h[a], ly = box.y.l[a], hx = box.x.h[b], lx = box.x.l[b];
                             const A w1 = hy * hx, w2 = hy * lx, w3 = ly * hx, w4 = ly * lx;
-                            // an invalid sample reads cell 0 with zero weights, as torchvision's
-                            // precomputed tables do (so an inf there still gives NaN)
                             const bool ok = box.y.valid[a] && box.x.valid[b];
                             const i64 r0 = ok ? box.y.low[a] * s.width : 0, r1 = ok ? box.y.high[a] * s.width : 0;
                             const i64 c0 = ok ? box.x.low[b] : 0, c1 = ok ? box.x.high[b] : 0;
