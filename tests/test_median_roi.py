@@ -31,8 +31,8 @@ def windows_of(size, kernel, stride, pad, ceil_mode):
 
 
 def median_oracle(x, kernel, stride, pad, ceil_mode):
-    """Window by window in Python: the lower median of the in-bounds cells, the first
-    of them in scan order that holds it; a NaN wins (the first)."""
+    """Window by window in Python: the lower median of the in-bounds cells, the cell a
+    stable sort puts at the median's place; a NaN wins (the first)."""
     rank = len(kernel)
     spatial = x.shape[-rank:]
     planes = x.reshape((-1,) + spatial)
@@ -50,8 +50,7 @@ def median_oracle(x, kernel, stride, pad, ceil_mode):
                 pick = nan[0]
             else:
                 order = sorted(range(len(values)), key=lambda i: values[i])   # stable
-                median = values[order[(len(values) - 1) // 2]]
-                pick = next(i for i, v in enumerate(values) if v == median)
+                pick = order[(len(values) - 1) // 2]
             y[(p,) + o] = values[pick]
             idx[(p,) + o] = np.ravel_multi_index(cells[pick], spatial)
     lead = x.shape[:-rank]
@@ -115,16 +114,19 @@ def unfolded_median(t, rank, kernel, stride):
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
-def test_median_matches_torch_median_on_unfolded_windows(backend, rank):
-    """Values, indices and gradient (tie-free input: torch.median's index is then the
-    one median cell, unfolded index turned into ndpool's flat one)."""
-    rng = np.random.default_rng(40 + rank)
+@pytest.mark.parametrize("ties", [False, True])
+def test_median_matches_torch_median_on_unfolded_windows(backend, rank, ties):
+    """Values, indices and gradient, the unfolded index turned into ndpool's flat one;
+    with ties too (windows of values 0..2): torch.median on the CPU picks, among equal
+    cells, the one a stable sort puts in the middle, as ndpool does."""
+    rng = np.random.default_rng(40 + rank + 10 * ties)
     op = getattr(ndpool, f"median_pool{rank}d")
     for _ in range(10):
         kernel = tuple(int(k) for k in rng.integers(1, 5, rank))
         stride = tuple(int(s) for s in rng.integers(1, 3, rank))
         size = tuple(int(k + rng.integers(0, 5)) for k in kernel)
-        x = tie_free(rng, (2, 3) + size)
+        x = rng.integers(0, 3, (2, 3) + size).astype(np.float64) if ties else tie_free(
+            rng, (2, 3) + size)
         t = torch.from_numpy(x.copy()).requires_grad_(True)
         values, where = unfolded_median(t, rank, kernel, stride)
         dy = rng.standard_normal(values.shape)
@@ -180,13 +182,13 @@ def test_median_lower_median_of_an_even_count_and_padding_never_counts(backend):
     np.testing.assert_array_equal(idx, [[[0, 1, 3]]])
 
 
-def test_median_ties_go_to_the_first_cell_holding_the_median(backend):
-    x = np.array([[[5.0, 5.0, 5.0, 1.0, 5.0]]])
+def test_median_ties_go_to_the_cell_a_stable_sort_puts_in_the_middle(backend):
+    x = np.array([[[5.0, 5.0, 5.0, 1.0, 5.0]]])   # stably sorted: 1, 5, [5], 5, 5
     with ndpool.use_backend(backend):
         (y, idx), pullback = ndpool.vjp(ndpool.median_pool1d, x, 5, return_indices=True)
         dx = pullback(np.ones((1, 1, 1)))
-    assert y[0, 0, 0] == 5.0 and idx[0, 0, 0] == 0
-    np.testing.assert_array_equal(dx, [[[1.0, 0, 0, 0, 0]]])
+    assert y[0, 0, 0] == 5.0 and idx[0, 0, 0] == 1
+    np.testing.assert_array_equal(dx, [[[0.0, 1.0, 0, 0, 0]]])
 
 
 def test_median_matches_kornia_median_blur_inside_the_image():

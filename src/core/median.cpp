@@ -2,8 +2,9 @@
 // per-plane index. The windows are the Window's tap tables (first, count, step per dim,
 // from _window.py); nothing here derives geometry. A window's cells are gathered in scan
 // order and the median found by selection (ranks counted in small windows, else
-// std::nth_element; no sort per window); the index is the first cell in scan order whose
-// value equals the median, and a NaN wins its window (the first NaN, as torch.median).
+// std::nth_element; no sort per window); among cells equal to the median the index is
+// the one a stable sort puts at the median's place, and a NaN wins its window (the
+// first NaN): torch.median's choices on CPU.
 // Built in the host module, as select.cpp, and run on the host's pool with the GIL
 // released.
 #include <nanobind/nanobind.h>
@@ -36,30 +37,30 @@ bool is_nan(T v) {
     return false;
 }
 
-// The first position in scan order of the lower median of cells[0, n). Small windows
-// (the common 3x3, 5x5) rank every cell by counting (no sort, no data-dependent branch
-// but the final one: a cell holds the k-th value when fewer than k+1 cells are smaller
-// and more than k are smaller or equal), larger ones select with nth_element on a copy.
+// The position in cells[0, n) of the lower median under a stable order: the cell that
+// sorts k-th when equal values keep their scan order, k = (n - 1) / 2 (torch.median's
+// choice among equal cells). Small windows (the common 3x3, 5x5) rank every cell by
+// counting, with no data-dependent branch but the final one; larger ones select the
+// value with nth_element on a copy and then count its occurrences.
 template <class T>
 size_t median_of(const T *cells, size_t n, T *work) {
     const size_t k = (n - 1) / 2;  // the lower median of an even count
     if (n <= 32) {
         for (size_t i = 0;; ++i) {
             const T v = cells[i];
-            size_t less = 0, equal = 0;
-            for (size_t j = 0; j < n; ++j) {
-                less += cells[j] < v;
-                equal += cells[j] == v;
-            }
-            if (less <= k && k < less + equal) return i;
+            size_t rank = 0;  // cells sorting before cell i: smaller, or equal and earlier
+            for (size_t j = 0; j < i; ++j) rank += !(v < cells[j]);
+            for (size_t j = i + 1; j < n; ++j) rank += cells[j] < v;
+            if (rank == k) return i;
         }
     }
     std::copy(cells, cells + n, work);
     std::nth_element(work, work + k, work + n);
     const T median = work[k];
-    size_t pick = 0;
-    while (!(cells[pick] == median)) ++pick;
-    return pick;
+    size_t before = static_cast<size_t>(std::count_if(work, work + k, [&](T v) { return v < median; }));
+    size_t pick = 0;  // the (k - before)-th cell holding the median, in scan order
+    for (;; ++pick)
+        if (cells[pick] == median && before++ == k) return pick;
 }
 
 template <class T>
@@ -168,7 +169,7 @@ void median_pool(Input x, nb::tuple axes, Output y, nb::object index) {
 
 void bind_median(nb::module_ &m) {
     m.def("median_pool", &median_pool, nb::arg("x"), nb::arg("axes"), nb::arg("y"), nb::arg("index").none(),
-          "Lower median of each window's taps and its first cell in scan order (a NaN wins).");
+          "Lower median of each window's taps and its cell under a stable order (a NaN wins).");
 }
 
 }  // namespace ndpool

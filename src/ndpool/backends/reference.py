@@ -191,13 +191,13 @@ def unpool_backward(dy: np.ndarray, indices: np.ndarray, *, channels_last=False)
 
 # ------------------------------------------------------------------ median pooling
 def median(x: np.ndarray, axes: Sequence[Axis], *, indices: bool = False):
-    """Lower median of each window's in-bounds taps and the first cell (in scan order)
-    holding it; a window with a NaN gives its first NaN."""
+    """Lower median of each window's in-bounds taps and its cell: the tap a stable sort
+    puts at the median's place (equal values keep scan order, as torch.median); a window
+    with a NaN gives its first NaN."""
     windows, mask, flat = _gather(x, axes)
     order = np.lexsort((windows, ~mask), axis=-1)   # in-bounds taps first, by value (stable)
     middle = ((mask.sum(axis=-1) - 1) // 2)[..., None]
-    value = np.take_along_axis(np.take_along_axis(windows, order, -1), middle, -1)
-    pick = np.argmax((windows == value) & mask, axis=-1)
+    pick = np.take_along_axis(order, middle, -1)[..., 0]
     if windows.dtype.kind == "f":
         nan = np.isnan(windows) & mask
         pick = np.where(nan.any(axis=-1), np.argmax(nan, axis=-1), pick)

@@ -238,9 +238,10 @@ def _median_template(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     Each window's value is the median of its cells inside the input (padded cells never
     count), the lower of the two middle values for an even count, as ``torch.median``.
     ``return_indices=True`` also returns the flat per-plane int64 index of the cell
-    holding it: the first cell in scan order whose value equals the median (a NaN wins
-    its window: the first NaN). The gradient goes to that cell. Arguments and padding
-    forms as for max pooling, without dilation.
+    holding it; among equal cells, the one a stable sort (ties in scan order) puts at
+    the median's place, as ``torch.median`` chooses (a NaN wins its window: the first
+    NaN). The gradient goes to that cell. Arguments and padding forms as for max
+    pooling, without dilation.
     """
 
 

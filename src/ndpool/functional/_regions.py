@@ -26,8 +26,8 @@ from ._ops import _as_float, _checked_dy, _lazily, _pullback, _sliding
 def median_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                 return_indices=False, *, grad=False):
     """The lower median of each window's in-bounds cells, its cell's flat per-plane index
-    (the first cell in scan order holding the median; a NaN wins, the first one), and
-    the gradient to that cell."""
+    (among equal cells, the one a stable sort puts at the median's place, as
+    torch.median; a NaN wins, the first one), and the gradient to that cell."""
     x = as_input(op, x, integers=True)
     lay, win = _sliding(op, x, rank, kernel_size, stride, padding, 1, ceil_mode, False)
     return _median(op, x, lay, win, flag(op, "return_indices", return_indices), grad)
