@@ -434,6 +434,47 @@ def test_roi_edge_rules(backend):
     assert flat.shape == (1, 1, 1, 1)
 
 
+def test_empty_batches_channels_and_boxes(backend):
+    with ndpool.use_backend(backend):
+        assert ndpool.median_pool2d(np.zeros((0, 2, 5, 5)), 3).shape == (0, 2, 1, 1)
+        y, idx = ndpool.median_pool1d(np.zeros((2, 0, 5)), 3, return_indices=True)
+        assert y.shape == idx.shape == (2, 0, 1)
+        for op, x, boxes in ((ndpool.roi_align, np.zeros((0, 3, 4, 4)), np.zeros((0, 5))),
+                             (ndpool.roi_pool, np.zeros((2, 0, 4, 4)), np.array([[1, 0, 0, 2, 2.0]])),
+                             (ndpool.roi_align, np.zeros((2, 0, 4, 4)), np.array([[1, 0, 0, 2, 2.0]]))):
+            y, pullback = ndpool.vjp(op, x, boxes, 2)
+            assert y.shape == (len(boxes), x.shape[1], 2, 2)
+            dx = pullback(y)
+            assert dx.shape == x.shape and not dx.any()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_results_do_not_depend_on_the_thread_count(threads):
+    """The RoI backward passes sum each plane's boxes in box order on one thread, so
+    any thread count gives the same bits."""
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((2, 8, 16, 16)).astype(np.float32)
+    boxes = random_boxes(rng, 2, 16, 16, 40, 1.0, np.float32)
+    dy = rng.standard_normal((40, 8, 3, 3)).astype(np.float32)
+
+    def run():
+        a, pa = ndpool.vjp(ndpool.roi_align, x, boxes, 3, 1.0, -1, True)
+        b, pb = ndpool.vjp(ndpool.roi_pool, x, boxes, 3)
+        m, pm = ndpool.vjp(ndpool.median_pool2d, x, 3, 1, 1)
+        return a, pa(dy), b, pb(dy), m, pm(m)
+
+    before = ndpool.get_num_threads()
+    try:
+        ndpool.set_num_threads(2)
+        want = run()
+        ndpool.set_num_threads(threads)
+        got = run()
+    finally:
+        ndpool.set_num_threads(before)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_roi_layers_and_inputs_unchanged():
     rng = np.random.default_rng(16)
     x = rng.standard_normal((2, 3, 8, 8))

@@ -304,7 +304,8 @@ def roi_pool(x, corners, image, size, scale):
                 w1 = min(max(int(np.ceil(acc(pw + 1) * bin_w)) + x1, 0), x.shape[3])
                 if h1 <= h0 or w1 <= w0:
                     continue
-                cells = x[n, :, h0:h1, w0:w1].astype(corners.dtype).reshape(x.shape[1], -1)
+                cells = x[n, :, h0:h1, w0:w1].astype(corners.dtype).reshape(
+                    x.shape[1], (h1 - h0) * (w1 - w0))
                 best = np.where(np.isnan(cells), -np.inf, cells)
                 first = np.argmax(best, axis=1)
                 value = best[np.arange(len(first)), first]
