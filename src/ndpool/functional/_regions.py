@@ -74,7 +74,7 @@ def _feature_map(op: str, x) -> np.ndarray:
     return x
 
 
-def _box_table(op: str, boxes, images: int):
+def _box_table(op: str, boxes):
     """``boxes`` as (K, 5) rows (image, x1, y1, x2, y2): from a (K, 5) array, or from a
     list of (Ki, 4) arrays, one per image (torchvision's two forms)."""
     if isinstance(boxes, (list, tuple)):
@@ -109,7 +109,7 @@ def _numeric(op: str, name: str, value) -> np.ndarray:
 def _boxes(op: str, boxes, x: np.ndarray, spatial_scale: float):
     """The boxes checked: (K, 4) corners in the accumulator type (the input's dtype first,
     as torchvision requires boxes of x's dtype) and the (K,) int64 image of each."""
-    table, rule = _box_table(op, boxes, x.shape[0])
+    table, rule = _box_table(op, boxes)
     if not np.isfinite(table).all():
         fail(op, "boxes must be finite")
     image = table[:, 0]
