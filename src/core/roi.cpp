@@ -258,11 +258,15 @@ void pool_forward(const T *x, const A *rois, const int64_t *batch, T *y, int64_t
                     // above -FLT_MAX (a NaN never wins), as torchvision
                     A best = (he <= hs || we <= ws) ? A(0) : static_cast<A>(-FLT_MAX);
                     int64_t where = -1;
-                    for (i64 h = hs; h < he; ++h)
-                        for (i64 w = ws; w < we; ++w) {
-                            const A v = static_cast<A>(in[h * s.width + w]);
-                            if (v > best) best = v, where = h * s.width + w;
+                    for (i64 h = hs; h < he; ++h) {
+                        const T *row = in + h * s.width;
+                        for (i64 w = ws; w < we; ++w) {  // branch-free: selects, not jumps
+                            const A v = static_cast<A>(row[w]);
+                            const bool take = v > best;
+                            best = take ? v : best;
+                            where = take ? h * s.width + w : where;
                         }
+                    }
                     y[i * bins + ph * s.out_w + pw] = static_cast<T>(best);
                     argmax[i * bins + ph * s.out_w + pw] = where;
                 }
