@@ -475,6 +475,28 @@ def test_results_do_not_depend_on_the_thread_count(threads):
         np.testing.assert_array_equal(g, w)
 
 
+def test_concurrent_calls_from_python_threads_equal_serial_ones():
+    """The kernels release the GIL and share the core's pool (a call that finds it busy
+    runs on its own thread): calls from several Python threads give the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(18)
+    x = rng.standard_normal((2, 16, 32, 32)).astype(np.float32)
+    boxes = random_boxes(rng, 2, 32, 32, 30, 1.0, np.float32)
+    dy = rng.standard_normal((30, 16, 4, 4)).astype(np.float32)
+    jobs = [lambda: ndpool.median_pool2d(x, 3, 1, 1, return_indices=True)[1],
+            lambda: ndpool.median_pool3d(x[None], (1, 5, 5), 2),
+            lambda: ndpool.roi_pool(x, boxes, 4),
+            lambda: ndpool.roi_align(x, boxes, 4, 1.0, -1, True),
+            lambda: ndpool.vjp(ndpool.roi_align, x, boxes, 4, 1.0, 2)[1](dy),
+            lambda: ndpool.vjp(ndpool.roi_pool, x, boxes, 4)[1](dy)]
+    serial = [job() for job in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: jobs[i % len(jobs)](), range(4 * len(jobs))))
+    for i, got in enumerate(results):
+        np.testing.assert_array_equal(got, serial[i % len(jobs)])
+
+
 def test_roi_layers_and_inputs_unchanged():
     rng = np.random.default_rng(16)
     x = rng.standard_normal((2, 3, 8, 8))
