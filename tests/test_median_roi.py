@@ -172,6 +172,20 @@ def test_median_of_dask_arrays_equals_numpy():
                                    pullback0(dy), rtol=1e-12)
 
 
+def test_median_takes_max_poolings_padding_forms(backend):
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 4, (1, 2, 7, 8)).astype(np.float32)
+    with ndpool.use_backend(backend):
+        same = ndpool.median_pool2d(x, 3, 1, "same", return_indices=True)
+        pairs = ndpool.median_pool2d(x, 3, 1, ((1, 1), (1, 1)), return_indices=True)
+        lower = ndpool.median_pool2d(x, 2, 1, "SAME_LOWER")
+    for a, b in zip(same, pairs):
+        np.testing.assert_array_equal(a, b)
+    # "same_lower": the odd pad cell before, as ONNX
+    np.testing.assert_array_equal(lower, ndpool.median_pool2d(x, 2, 1, ((1, 0), (1, 0))))
+    np.testing.assert_array_equal(lower[..., 0, 0], x[..., 0, 0])   # a one-cell window
+
+
 def test_median_lower_median_of_an_even_count_and_padding_never_counts(backend):
     x = np.array([[[4.0, 1.0, 3.0, 2.0]]])
     with ndpool.use_backend(backend):
@@ -375,6 +389,22 @@ def test_roi_align_backward_is_the_adjoint_and_matches_finite_differences(backen
                 down = ndpool.roi_align(x - e, boxes, size, scale, ratio, aligned)
                 numeric = ((up - down) * dy).sum() / 2e-3
                 assert np.isclose(numeric, dx.ravel()[flat], rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_roi_align_backward_matches_onnxruntime_probed(backend, aligned):
+    """RoIAlign is linear in x, so onnxruntime gives its gradient too: dx[i] is
+    <RoiAlign(e_i), dy> for the unit arrays e_i."""
+    rng = np.random.default_rng(19 + aligned)
+    x = rng.standard_normal((2, 2, 5, 6))
+    boxes = random_boxes(rng, 2, 5, 6, 4, 0.5, np.float64)
+    dy = rng.standard_normal((4, 2, 2, 3))
+    with ndpool.use_backend(backend):
+        _, pullback = ndpool.vjp(ndpool.roi_align, x, boxes, (2, 3), 0.5, -1, aligned)
+        dx = pullback(dy)
+    probed = [(ort_roi_align(np.eye(x.size)[i].reshape(x.shape), boxes, (2, 3), 0.5, -1,
+                             aligned) * dy).sum() for i in range(x.size)]
+    np.testing.assert_allclose(dx, np.reshape(probed, x.shape), rtol=1e-12, atol=1e-14)
 
 
 def test_roi_pool_backward_sends_each_bin_to_its_maximum(backend):
