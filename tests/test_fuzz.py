@@ -103,7 +103,7 @@ def _value(r: random.Random, name: str, op, rank: int, x):
                    "boxes", None, np.ones((1, 5), complex), [[0, 1, 2]]]),
         "spatial_scale": ([1.0, 0.5, 0.25, 1], [0, -1.0, float("nan"), float("inf"), "1", None,
                                                 True, 1e300]),
-        "sampling_ratio": ([-1, 0, 1, 2], [1.5, None, "2", True, 2**40, 2**20]),
+        "sampling_ratio": ([-1, 0, 1, 2, -2**40], [1.5, None, "2", True, 2**40, 2**20]),
         "aligned": ([True, False], [0, None, "yes"]),
         "samples": ([None], [np.zeros((1, 1, rank)), np.full((9, 9, rank), 0.5), "x",
                              np.full((1, 1, rank), 2.0), np.zeros((1, 1, rank), np.int64),

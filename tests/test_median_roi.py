@@ -527,6 +527,16 @@ def test_concurrent_calls_from_python_threads_equal_serial_ones():
         np.testing.assert_array_equal(got, serial[i % len(jobs)])
 
 
+def test_roi_align_every_ratio_below_one_is_adaptive(backend):
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal((1, 2, 9, 9))
+    boxes = random_boxes(rng, 1, 9, 9, 3, 1.0, np.float64)
+    with ndpool.use_backend(backend):
+        want = ndpool.roi_align(x, boxes, 2, 1.0, -1)
+        for ratio in (0, -7, -2**40, np.int8(-1)):
+            np.testing.assert_array_equal(ndpool.roi_align(x, boxes, 2, 1.0, ratio), want)
+
+
 def test_roi_layers_and_inputs_unchanged():
     rng = np.random.default_rng(16)
     x = rng.standard_normal((2, 3, 8, 8))

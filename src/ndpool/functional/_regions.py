@@ -170,10 +170,11 @@ def roi_align(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, align
     if not is_int(sampling_ratio):
         type_fail(op, f"sampling_ratio={sampling_ratio!r} must be an int (<= 0: adaptive)")
     aligned = flag(op, "aligned", aligned)
+    ratio = max(int(sampling_ratio), 0)   # every ratio <= 0 means the adaptive grid
     corners, image = _boxes(op, boxes, x, scale)
-    _check_samples(op, corners, size, scale, int(sampling_ratio), aligned)
+    _check_samples(op, corners, size, scale, ratio, aligned)
     backend = backends.current()
-    args = (image, size, scale, int(sampling_ratio), aligned)
+    args = (image, size, scale, ratio, aligned)
     y = backend.roi_align(np.ascontiguousarray(x), corners, *args)
     if not grad:
         return y, None
