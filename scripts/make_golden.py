@@ -174,6 +174,8 @@ def main():
     case("global_avg_pool", "global_avg_pool", x2, (), dict(keepdims=True),
          lambda t, keepdims: torch.mean(t, dim=(2, 3), keepdim=keepdims))
     pool_cases()
+    median_cases()
+    region_cases()
     total = sum(f.stat().st_size for f in OUT.glob("*.npz"))
     print(f"wrote {len(list(OUT.glob('*.npz')))} files, {total} bytes, to {OUT}")
 
@@ -194,6 +196,101 @@ def pool_cases():
          lambda t, *_, **__: moved(F.max_pool2d, (0, 2), 3, 2, 1)(t))
     case("pool_sum_depthwise", "pool", x, ("sum", 2), dict(stride=1, padding=1, axes=1),
          lambda t, *_, **__: moved(lambda u: 2 * F.avg_pool1d(u, 2, 1, 1), (1,))(t))
+
+
+def unfolded_median(rank, kernel, stride):
+    """torch.median (the lower median) over windows unfolded from ``t``, with flat
+    per-plane indices (tie-free input: the median is one cell)."""
+    def run(t, *_, **__):
+        spatial = t.shape[2:]
+        u = t
+        for d in range(rank):
+            u = u.unfold(2 + d, kernel[d], stride[d])
+        values, tap = u.reshape(u.shape[:2 + rank] + (-1,)).median(dim=-1)
+        taps = np.unravel_index(tap.numpy(), kernel)
+        grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(values.shape[2:], stride)],
+                           indexing="ij")
+        flat = np.ravel_multi_index(tuple(g + o for g, o in zip(grid, taps)), spatial)
+        return values, torch.from_numpy(flat.astype(np.int64))
+    return run
+
+
+def median_cases():
+    """median_pool* against torch.median on unfolded windows (own seed)."""
+    rng = np.random.default_rng(12)
+    for rank, shape, kernel, stride in [(1, (2, 3, 11), (4,), (2,)),
+                                        (2, (2, 2, 7, 9), (3, 2), (1, 2)),
+                                        (3, (1, 2, 5, 6, 5), (2, 3, 2), (1, 2, 2))]:
+        name = f"median_pool{rank}d"
+        case(name, name, tie_free(rng, shape), (kernel,), dict(stride=stride,
+             return_indices=True), unfolded_median(rank, kernel, stride))
+
+
+def save(name, op, x, args, kwargs, y, dy, dx, arrays):
+    """A golden file from results computed outside torch (case()'s format)."""
+    call_args = [({"$array": f"arg_{a[1:]}"} if isinstance(a, str) and a.startswith("@")
+                  else a) for a in args]
+    record = {"x": x, "y": y.astype(x.dtype), "dy": dy, "dx": dx.astype(x.dtype),
+              "call": np.array(json.dumps({"op": op, "args": call_args, "kwargs": kwargs}))}
+    record.update({f"arg_{k}": v for k, v in arrays.items()})
+    np.savez_compressed(OUT / f"{name}.npz", **record)
+
+
+def _onnx(node, inputs):
+    import onnxruntime
+    from onnx import helper
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, t, None)
+                                            for n, t in inputs],
+                              [helper.make_tensor_value_info("Y", inputs[0][1], None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    return onnxruntime.InferenceSession(model.SerializeToString(),
+                                        providers=["CPUExecutionProvider"])
+
+
+def region_cases():
+    """roi_pool / roi_align from onnxruntime's MaxRoiPool and RoiAlign (torchvision does
+    not install beside torch 2.13). Their gradients from the same sessions: RoIAlign is
+    linear in x, so dx[i] = <roi_align(e_i), dy>; RoIPool's gradient goes to the cell
+    whose nudge moves a bin (tie-free x in eighths, nudged by 1/32, exact in float32)."""
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(13)
+    boxes = np.array([[0, 0.5, 1.0, 5.5, 4.0], [1, -2.0, 3.0, 4.0, 9.0],
+                      [0, 6.0, 6.0, 2.0, 2.0], [1, 1.0, 0.0, 12.0, 2.5]])
+    x = tie_free(rng, (2, 2, 6, 7), np.float64)
+    # RoIAlign, aligned (half_pixel) and not, adaptive and fixed grids
+    for name, size, scale, ratio, aligned in [("roi_align", (2, 3), 0.5, -1, False),
+                                              ("roi_align_aligned", (3, 2), 1.0, 2, True)]:
+        node = helper.make_node(
+            "RoiAlign", ["X", "rois", "batch"], ["Y"], mode="avg", output_height=size[0],
+            output_width=size[1], sampling_ratio=max(ratio, 0), spatial_scale=scale,
+            coordinate_transformation_mode="half_pixel" if aligned else "output_half_pixel")
+        session = _onnx(node, [("X", TensorProto.DOUBLE), ("rois", TensorProto.DOUBLE),
+                               ("batch", TensorProto.INT64)])
+        use = boxes if not aligned else boxes[[0, 1, 3]]   # onnxruntime: no inverted boxes
+        run = lambda v: session.run(None, {"X": v, "rois": np.ascontiguousarray(use[:, 1:]),
+                                           "batch": use[:, 0].astype(np.int64)})[0]
+        y = run(x)
+        dy = np.random.default_rng(len(name)).standard_normal(y.shape)
+        dx = np.array([(run(np.eye(x.size)[i].reshape(x.shape)) * dy).sum()
+                       for i in range(x.size)]).reshape(x.shape)
+        save(name, "roi_align", x, ("@boxes", list(size)),
+             dict(spatial_scale=scale, sampling_ratio=ratio, aligned=aligned), y, dy, dx,
+             {"boxes": use})
+    # RoIPool in float32 (onnxruntime's MaxRoiPool has no float64 kernel)
+    x32 = x.astype(np.float32)
+    node = helper.make_node("MaxRoiPool", ["X", "rois"], ["Y"], pooled_shape=[3, 2],
+                            spatial_scale=1.0)
+    session = _onnx(node, [("X", TensorProto.FLOAT), ("rois", TensorProto.FLOAT)])
+    b32 = boxes.astype(np.float32)
+    run = lambda v: session.run(None, {"X": v, "rois": b32})[0]
+    y = run(x32)
+    dy = np.random.default_rng(8).standard_normal(y.shape).astype(np.float32)
+    dx = np.zeros(x.size)
+    for i in range(x.size):
+        moved = run(x32 + np.float32(1 / 32) * np.eye(x.size, dtype=np.float32)[i].reshape(x.shape))
+        dx[i] = ((moved != y) * dy).sum()
+    save("roi_pool", "roi_pool", x32, ("@boxes", [3, 2]), {}, y, dy, dx.reshape(x.shape),
+         {"boxes": b32})
 
 
 if __name__ == "__main__":

@@ -40,7 +40,12 @@ TYPES = {
     "keepdims": "bool",
     "op": "_PoolOp",
     "axes": "int | Sequence[int] | None",
+    "boxes": "_Boxes",
+    "spatial_scale": "float",
+    "sampling_ratio": "int",
+    "aligned": "bool",
     ("adaptive", "output_size"): "int | None | Sequence[int | None]",
+    ("roi", "output_size"): "_Size",
     ("unpool", "output_size"): "Sequence[int] | None",
 }
 
@@ -61,6 +66,7 @@ _Layout = Literal["channels_first", "channels_last"]
 _PoolOp = Literal["max", "min", "avg", "sum"]
 _Seed = int | np.random.SeedSequence | np.random.BitGenerator | np.random.Generator | None
 _Indexed = tuple[NDArray[Any], NDArray[np.int64]]
+_Boxes = ArrayLike | Sequence[ArrayLike]
 '''
 
 NN_HEADER = '''\
@@ -73,7 +79,7 @@ from typing import Any, Callable, ClassVar, Generic, Literal, Sequence, TypeVar,
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .functional import _Layout, _Padding, _Seed, _Size, _Ties
+from .functional import _Boxes, _Layout, _Padding, _Seed, _Size, _Ties
 
 _Y = TypeVar("_Y")
 _Indexed = tuple[NDArray[Any], NDArray[np.int64]]
@@ -91,7 +97,7 @@ class Pool(Generic[_Y]):
 
 
 def family_of(name: str) -> str:
-    for family in ("adaptive", "unpool"):
+    for family in ("adaptive", "unpool", "roi"):
         if family in name:
             return family
     return ""
@@ -170,6 +176,9 @@ def layer_stub(name: str, cls) -> str:
     call, ignore = "self, x: ArrayLike", ""
     if family == "unpool":   # unpooling takes the indices too, unlike every other layer
         call += ", indices: ArrayLike, output_size: Sequence[int] | None = None"
+        ignore = "  # type: ignore[override]"
+    if family == "roi":      # the regions come beside x, as in torchvision
+        call += ", boxes: _Boxes"
         ignore = "  # type: ignore[override]"
     lines = [f"\nclass {name}(Pool[{'_Y' if indexed else 'NDArray[Any]'}]):\n",
              f'    """Layer form of ndpool.{cls.op.__name__}."""\n\n']

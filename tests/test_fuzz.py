@@ -95,6 +95,16 @@ def _value(r: random.Random, name: str, op, rank: int, x):
         "output_ratio": ([None, 0.5, (0.5,) * rank, 0.75],
                          [0, 1, 1.5, -0.5, float("nan"), "x", (0.5,) * (rank + 1), True]),
         "rng": ([None, 0, 1, np.random.default_rng(0)], ["x", -1, 1.5, [1, 2]]),
+        "boxes": ([np.array([[0, 1.0, 1.0, 4.0, 3.0], [0, -2.0, 0.5, 9.0, 1.0]]),
+                   [np.array([[0.0, 0.0, 2.0, 2.0]])], np.zeros((0, 5)),
+                   np.array([[0, 3.0, 3.0, 1.0, 1.0]])],
+                  [np.zeros((2, 4)), np.array([[5, 0, 0, 1, 1.0]]), np.array([[0.5, 0, 0, 1, 1]]),
+                   [np.zeros((1, 5))], np.full((1, 5), np.nan), np.array([[0, 0, 0, 1e30, 1]]),
+                   "boxes", None, np.ones((1, 5), complex), [[0, 1, 2]]]),
+        "spatial_scale": ([1.0, 0.5, 0.25, 1], [0, -1.0, float("nan"), float("inf"), "1", None,
+                                                True, 1e300]),
+        "sampling_ratio": ([-1, 0, 1, 2, -2**40], [1.5, None, "2", True, 2**40, 2**20]),
+        "aligned": ([True, False], [0, None, "yes"]),
         "samples": ([None], [np.zeros((1, 1, rank)), np.full((9, 9, rank), 0.5), "x",
                              np.full((1, 1, rank), 2.0), np.zeros((1, 1, rank), np.int64),
                              np.full((1, 1, rank), np.nan), np.zeros(0), 0.5]),
@@ -235,7 +245,7 @@ def test_random_calls_only_raise_value_or_type_errors(backend):
 
 def test_every_public_op_is_fuzzed():
     names = {op.__name__ for op in OPS}
-    assert names == {n for n in ndpool.__all__ if "pool" in n}
+    assert names == {n for n in ndpool.__all__ if "pool" in n or n.startswith("roi_")}
     assert len(names) >= 25
 
 

@@ -508,6 +508,8 @@ nb::dict simd_info() {
 
 namespace ndpool {
 void bind_select(nb::module_ &m);  // select.cpp: coarsen's median, mode and integer sums
+void bind_median(nb::module_ &m);  // median.cpp: median pooling
+void bind_roi(nb::module_ &m);     // roi.cpp: RoIPool and RoIAlign
 }
 
 NB_MODULE(_core, m) {
@@ -543,4 +545,6 @@ NB_MODULE(_core, m) {
         return nb::capsule(const_cast<ndpool_foreign_api *>(&foreign_table), "ndpool.foreign_api");
     }, "A capsule holding the core's C table for foreign runtimes (src/core/foreign.hpp).");
     bind_select(m);
+    bind_median(m);
+    bind_roi(m);
 }

@@ -125,3 +125,27 @@ def _unpool_forward(self, x, indices, output_size=None):
 for _rank in (1, 2, 3):
     globals()[f"MaxUnpool{_rank}d"].forward = _unpool_forward
     globals()[f"MaxUnpool{_rank}d"].__call__ = _unpool_forward
+
+
+_MEDIAN = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
+           ("return_indices", False))
+_ROI_POOL = (("output_size", _REQUIRED), ("spatial_scale", 1.0))
+_ROI_ALIGN = (("output_size", _REQUIRED), ("spatial_scale", 1.0), ("sampling_ratio", -1),
+              ("aligned", False))
+
+for _rank in (1, 2, 3):
+    _layer(f"MedianPool{_rank}d", getattr(F, f"median_pool{_rank}d"), _MEDIAN,
+           f"Layer form of :func:`ndpool.median_pool{_rank}d`.")
+
+
+def _roi_forward(self, x, boxes):
+    """Pool the regions ``boxes`` of ``x``; ``backward`` gives the gradient with respect
+    to ``x`` (boxes get none)."""
+    return Pool.forward(self, x, boxes)
+
+
+for _name, _fn, _params in (("RoIPool", F.roi_pool, _ROI_POOL),
+                            ("RoIAlign", F.roi_align, _ROI_ALIGN)):
+    _cls = _layer(_name, _fn, _params, f"Layer form of :func:`ndpool.{_fn.__name__}` "
+                  f"(torchvision.ops.{_name}); ``forward(x, boxes)``.")
+    _cls.forward = _cls.__call__ = _roi_forward

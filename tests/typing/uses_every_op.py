@@ -46,6 +46,12 @@ y = ndpool.fractional_max_pool3d(x3, 2, output_ratio=0.5, rng=np.random.default_
 y = ndpool.global_max_pool(x2)
 y = ndpool.global_avg_pool(x3, keepdims=True)
 y = ndpool.pool(x2, "max", 2, axes=(-2, -1))
+y = ndpool.median_pool1d(x1, 3, stride=1, padding=1)
+y = ndpool.median_pool2d(x2, 3, ceil_mode=True)
+y = ndpool.median_pool3d(x3, 2)
+boxes = np.array([[0, 1.0, 1.0, 6.0, 6.0], [1, 0.0, 2.0, 4.0, 7.5]])
+y = ndpool.roi_pool(x2, boxes, 2)
+y = ndpool.roi_align(x2, [boxes[:1, 1:], boxes[1:, 1:]], (2, 3), 0.5, sampling_ratio=2, aligned=True)
 
 # ------------------------------------------------- return_indices: a pair, by keyword or position
 pooled: Array
@@ -56,6 +62,7 @@ pooled, indices = ndpool.max_pool3d(x3, 2, return_indices=True)
 pooled, indices = ndpool.min_pool2d(x2, 2, return_indices=True)
 pooled, indices = ndpool.adaptive_max_pool2d(x2, 3, return_indices=True)
 pooled, indices = ndpool.fractional_max_pool2d(x2, 2, output_size=4, return_indices=True, rng=0)
+pooled, indices = ndpool.median_pool2d(x2, 2, return_indices=True)
 either: Array | tuple[Array, Indices] = ndpool.max_pool2d(x2, 2, return_indices=bool(y.size))
 
 pooled1, indices1 = ndpool.max_pool1d(x1, 2, return_indices=True)
@@ -90,6 +97,15 @@ for layer in layers:
     rank = 2 if "Global" in type(layer).__name__ else int(type(layer).__name__[-2])
     y = layer(inputs[rank])
     dx = layer.backward(np.ones_like(y))
+
+medians: list[ndpool.nn.Pool[Array]] = [
+    ndpool.nn.MedianPool1d(3), ndpool.nn.MedianPool2d(3, stride=1, padding=1), ndpool.nn.MedianPool3d(2)]
+for layer in medians:
+    y = layer(inputs[int(type(layer).__name__[-2])])
+    dx = layer.backward(np.ones_like(y))
+for region in (ndpool.nn.RoIPool(2, 1.0), ndpool.nn.RoIAlign((2, 2), 0.5, 2, aligned=True)):
+    y = region(x2, boxes)
+    dx = region.backward(np.ones_like(y))
 
 with_indices = ndpool.nn.MaxPool2d(2, return_indices=True)
 pooled, indices = with_indices.forward(x2)

@@ -154,3 +154,44 @@ def unpool_backward(dy: np.ndarray, indices: np.ndarray, *, channels_last=False)
         _core.unpool_backward(dy, index, dx, dy.shape[0], int(np.prod(index.shape[1:])),
                               int(np.prod(dy.shape[1:])))
     return dx
+
+
+# ------------------------------------------------------------- median and RoI pooling
+def median(x: np.ndarray, axes: Sequence[Axis], *, indices: bool = False):
+    """Lower median of each window's in-bounds taps; with ``indices`` its cell (the
+    first in scan order holding the median) as flat per-plane int64 indices."""
+    x = np.ascontiguousarray(x)
+    out = (x.shape[0],) + tuple(a.out for a in axes)
+    y = _empty(out, x.dtype)
+    index = _empty(out, np.int64) if indices else None
+    _core.median_pool(x, tuple((a.first[0], a.count[0], a.step) for a in axes), y, index)
+    return y, index
+
+
+def roi_align(x, corners, image, size, scale, sampling_ratio, aligned):
+    """RoIAlign of (N, C, H, W) ``x`` over the (K, 4) ``corners`` of images ``image``."""
+    y = _empty((len(image), x.shape[1]) + tuple(size), x.dtype)
+    _core.roi_align(x, corners, image, scale, sampling_ratio, aligned, y)
+    return y
+
+
+def roi_align_backward(dy, corners, image, size, scale, sampling_ratio, aligned, shape):
+    dx = _empty(shape, dy.dtype)
+    _core.roi_align_backward(np.ascontiguousarray(dy), corners, image, scale, sampling_ratio,
+                             aligned, dx)
+    return dx
+
+
+def roi_pool(x, corners, image, size, scale):
+    """RoIPool of (N, C, H, W) ``x``: the output and each bin's winner (flat in its
+    plane, -1 for an empty bin)."""
+    shape = (len(image), x.shape[1]) + tuple(size)
+    y, argmax = _empty(shape, x.dtype), _empty(shape, np.int64)
+    _core.roi_pool(x, corners, image, scale, y, argmax)
+    return y, argmax
+
+
+def roi_pool_backward(dy, argmax, image, shape):
+    dx = _empty(shape, dy.dtype)
+    _core.roi_pool_backward(np.ascontiguousarray(dy), argmax, image, dx)
+    return dx

@@ -7,6 +7,7 @@ axis", and every backward rule is "weight each gathered tap, scatter-add it back
 """
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -186,3 +187,139 @@ def unpool_backward(dy: np.ndarray, indices: np.ndarray, *, channels_last=False)
     dx = np.take_along_axis(dy.reshape(planes, int(np.prod(dy.shape[1:]))),
                             indices.reshape(planes, int(np.prod(indices.shape[1:]))), axis=1)
     return _back(dx.reshape(indices.shape), channels_last, like)
+
+
+# ------------------------------------------------------------------ median pooling
+def median(x: np.ndarray, axes: Sequence[Axis], *, indices: bool = False):
+    """Lower median of each window's in-bounds taps and its cell: the tap a stable sort
+    puts at the median's place (equal values keep scan order, as torch.median); a window
+    with a NaN gives its first NaN."""
+    windows, mask, flat = _gather(x, axes)
+    order = np.lexsort((windows, ~mask), axis=-1)   # in-bounds taps first, by value (stable)
+    middle = ((mask.sum(axis=-1) - 1) // 2)[..., None]
+    pick = np.take_along_axis(order, middle, -1)[..., 0]
+    if windows.dtype.kind == "f":
+        nan = np.isnan(windows) & mask
+        pick = np.where(nan.any(axis=-1), np.argmax(nan, axis=-1), pick)
+    pick = pick[..., None]
+    y = np.take_along_axis(windows, pick, -1)[..., 0]
+    return y, (np.take_along_axis(flat, pick, -1)[..., 0].astype(np.int64) if indices else None)
+
+
+# -------------------------------------------------------------------- RoI pooling
+# torchvision's CPU kernels, written out: ``corners`` are (K, 4) x1, y1, x2, y2 in the
+# accumulator type A (float32 for float16 input), and every coordinate below is computed
+# in A, in torchvision's order.
+def _align_samples(start, bin_size, bins: int, grid: int, size: int):
+    """One dim's bilinear samples of a box: (bins, grid) low and high cells, the weights
+    of high (``l``) and low (``h``), and whether the sample is within a cell of the map."""
+    A = type(start)
+    i = (np.arange(max(grid, 0)) + 0.5).astype(np.float32).astype(A)
+    v = start + np.arange(bins)[:, None].astype(A) * bin_size + i * bin_size / A(grid)
+    valid = (v >= -1.0) & (v <= size)
+    v = np.where(v <= 0, A(0), v)
+    low = np.where(valid, v, 0).astype(np.int64)
+    last = low >= size - 1
+    low = np.where(last, size - 1, low)
+    high = np.where(last, size - 1, low + 1)
+    v = np.where(last, low.astype(A), v)
+    l = np.where(valid, v - low.astype(A), A(0)).astype(A)
+    h = np.where(valid, (1.0 - l.astype(np.float64)).astype(A), A(0))
+    return low * valid, high * valid, l, h, valid
+
+
+def _align_box(corner, size, scale, sampling_ratio: int, aligned: bool, shape):
+    """A box's samples along H and W and its divisors (forward's, backward's)."""
+    A = corner.dtype.type
+    offset = A(0.5) if aligned else A(0)
+    x1, y1, x2, y2 = (c * A(scale) - offset for c in corner)
+    width, height = x2 - x1, y2 - y1
+    if not aligned:   # malformed boxes become 1x1
+        width, height = max(width, A(1)), max(height, A(1))
+    bin_h, bin_w = height / A(size[0]), width / A(size[1])
+    grid_h = sampling_ratio if sampling_ratio > 0 else int(np.ceil(height / A(size[0])))
+    grid_w = sampling_ratio if sampling_ratio > 0 else int(np.ceil(width / A(size[1])))
+    ys = _align_samples(y1, bin_h, size[0], grid_h, shape[2])
+    xs = _align_samples(x1, bin_w, size[1], grid_w, shape[3])
+    return ys, xs, A(max(grid_h * grid_w, 1)), A(grid_h * grid_w)
+
+
+def _corner_weights(ys, xs):
+    """The four (cell rows, cell columns, weight) corners of every sample, each of
+    shape (PH, gh, PW, gw); invalid samples weigh 0."""
+    (yl, yh, ly, hy, vy), (xl, xh, lx, hx, vx) = ys, xs
+    r = lambda a: a[:, :, None, None]
+    c = lambda a: a[None, None, :, :]
+    ok = r(vy) & c(vx)
+    return [(r(rows), c(cols), np.where(ok, r(wy) * c(wx), 0).astype(ly.dtype))
+            for rows, wy in ((yl, hy), (yh, ly)) for cols, wx in ((xl, hx), (xh, lx))]
+
+
+def roi_align(x, corners, image, size, scale, sampling_ratio, aligned):
+    """Each bin the mean of its grid of bilinear samples (torchvision's roi_align)."""
+    acc = corners.dtype
+    y = np.zeros((len(image), x.shape[1]) + tuple(size), acc)
+    for k, (corner, n) in enumerate(zip(corners, image)):
+        ys, xs, count, _ = _align_box(corner, size, scale, sampling_ratio, aligned, x.shape)
+        plane = x[n].astype(acc)
+        total = sum(w * plane[:, rows, cols] for rows, cols, w in _corner_weights(ys, xs))
+        y[k] = total.sum(axis=(2, 4)) / count
+    return y.astype(x.dtype)
+
+
+def roi_align_backward(dy, corners, image, size, scale, sampling_ratio, aligned, shape):
+    """Each sample's share of its bin's gradient, ``dy * weight / count``, added to its
+    four cells."""
+    acc = corners.dtype
+    dx = np.zeros(shape, acc)
+    for k, (corner, n) in enumerate(zip(corners, image)):
+        ys, xs, _, count = _align_box(corner, size, scale, sampling_ratio, aligned, shape)
+        g = dy[k].astype(acc)[:, :, None, :, None]    # (C, PH, 1, PW, 1)
+        for rows, cols, w in _corner_weights(ys, xs):
+            rows, cols = np.broadcast_arrays(rows, cols)
+            np.add.at(dx[n], (slice(None), rows, cols), g * w / count)
+    return dx.astype(dy.dtype)
+
+
+def _round_half_away(v) -> int:
+    """C's round(): halves away from zero (NumPy's rounds them to even)."""
+    return int(math.copysign(math.floor(abs(float(v)) + 0.5), float(v)))
+
+
+def roi_pool(x, corners, image, size, scale):
+    """Each bin the max of its cells after rounding the box to cells (torchvision's
+    roi_pool); an empty bin is 0 and has no winner (-1)."""
+    acc = corners.dtype.type
+    y = np.zeros((len(image), x.shape[1]) + tuple(size), corners.dtype)
+    argmax = np.full(y.shape, -1, np.int64)
+    for k, (corner, n) in enumerate(zip(corners, image)):
+        x1, y1, x2, y2 = (_round_half_away(c * acc(scale)) for c in corner)
+        bin_h = acc(max(y2 - y1 + 1, 1)) / acc(size[0])
+        bin_w = acc(max(x2 - x1 + 1, 1)) / acc(size[1])
+        for ph in range(size[0]):
+            h0 = min(max(int(np.floor(acc(ph) * bin_h)) + y1, 0), x.shape[2])
+            h1 = min(max(int(np.ceil(acc(ph + 1) * bin_h)) + y1, 0), x.shape[2])
+            for pw in range(size[1]):
+                w0 = min(max(int(np.floor(acc(pw) * bin_w)) + x1, 0), x.shape[3])
+                w1 = min(max(int(np.ceil(acc(pw + 1) * bin_w)) + x1, 0), x.shape[3])
+                if h1 <= h0 or w1 <= w0:
+                    continue
+                cells = x[n, :, h0:h1, w0:w1].astype(corners.dtype).reshape(
+                    x.shape[1], (h1 - h0) * (w1 - w0))
+                best = np.where(np.isnan(cells), -np.inf, cells)
+                first = np.argmax(best, axis=1)
+                value = best[np.arange(len(first)), first]
+                won = value > np.finfo(np.float32).min   # strictly above -FLT_MAX
+                rows, cols = np.unravel_index(first, (h1 - h0, w1 - w0))
+                y[k, :, ph, pw] = np.where(won, value, np.finfo(np.float32).min)
+                argmax[k, :, ph, pw] = np.where(won, (rows + h0) * x.shape[3] + cols + w0, -1)
+    return y.astype(x.dtype), argmax
+
+
+def roi_pool_backward(dy, argmax, image, shape):
+    """Each bin's gradient to its winner."""
+    acc = np.float32 if dy.dtype == np.float16 else dy.dtype
+    dx = np.zeros((shape[0], shape[1], shape[2] * shape[3]), acc)
+    k, c, _, _ = np.nonzero(argmax >= 0)
+    np.add.at(dx, (image[k], c, argmax[argmax >= 0]), dy[argmax >= 0].astype(acc))
+    return dx.reshape(shape).astype(dy.dtype)

@@ -225,3 +225,78 @@ def _pool_template(x, op, kernel_size, stride=None, padding=0, dilation=1, ceil_
 
 
 _public("pool", _ops.pool, _pool_template, "")
+
+
+# ------------------------------------------------------- median and region pooling
+from . import _regions  # noqa: E402
+
+
+def _median_template(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                     return_indices=False):
+    """{name}: {example}
+
+    Each window's value is the median of its cells inside the input (padded cells never
+    count), the lower of the two middle values for an even count, as ``torch.median``.
+    ``return_indices=True`` also returns the flat per-plane int64 index of the cell
+    holding it; among equal cells, the one a stable sort (ties in scan order) puts at
+    the median's place, as ``torch.median`` chooses (a NaN wins its window: the first
+    NaN). The gradient goes to that cell. Arguments and padding forms as for max
+    pooling, without dilation.
+    """
+
+
+def _median_example(rank: int) -> str:
+    name = f"median_pool{rank}d"
+    shape = (1, 1) + (4,) * rank
+    out = (1, 1) + (2,) * rank
+    return (f"median pooling over sliding windows.\n\n    >>> import numpy as np, ndpool\n"
+            f"    >>> x = np.arange({4 ** rank}.0).reshape({shape})\n"
+            f"    >>> ndpool.{name}(x, 2).shape\n    {out}")
+
+
+for _rank in (1, 2, 3):
+    _name = f"median_pool{_rank}d"
+    _public(_name, functools.partial(_regions.median_pool, _name, _rank), _median_template,
+            _median_example(_rank))
+
+
+def _roi_pool_template(x, boxes, output_size, spatial_scale=1.0):
+    """roi_pool: RoIPool (Girshick 2015, Fast R-CNN), as ``torchvision.ops.roi_pool``.
+
+    >>> import numpy as np, ndpool
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> ndpool.roi_pool(x, np.array([[0, 0, 0, 3, 3]]), 2)
+    array([[[[ 5.,  7.],
+             [13., 15.]]]])
+
+    ``x`` is (N, C, H, W); ``boxes`` a (K, 5) array of (image index, x1, y1, x2, y2) or a
+    list of (Ki, 4) arrays of (x1, y1, x2, y2), one per image, in input coordinates
+    that ``spatial_scale`` maps to ``x``'s cells. Each box's corners are rounded to cells
+    (halves away from zero), it spans at least one cell, and bin ``(ph, pw)`` of the
+    ``output_size`` bins is the max of cells ``floor(ph * bin)`` to ``ceil((ph+1) * bin)``
+    from the box's corner, clipped to the map; an empty bin is 0. The output is
+    (K, C, *output_size); the gradient goes to each bin's first maximum.
+    """
+
+
+def _roi_align_template(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1,
+                        aligned=False):
+    """roi_align: RoIAlign (He et al. 2017, Mask R-CNN), as ``torchvision.ops.roi_align``.
+
+    >>> import numpy as np, ndpool
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> ndpool.roi_align(x, [np.array([[0.0, 0.0, 2.0, 2.0]])], 2)
+    array([[[[2.5, 3.5],
+             [6.5, 7.5]]]])
+
+    Boxes as for ``roi_pool``, not rounded: each of the ``output_size`` bins is the mean
+    of bilinear samples on a ``sampling_ratio`` x ``sampling_ratio`` grid (``<= 0``:
+    ``ceil(box size / output size)`` per dim). ``aligned=True`` shifts the box by half a
+    cell (pixel centres at integer + 0.5); without it a box is at least 1x1. A sample
+    more than one cell outside the map counts 0; one within it reads the clamped edge.
+    The output is (K, C, *output_size); gradients go to ``x`` (boxes get none).
+    """
+
+
+_public("roi_pool", _regions.roi_pool, _roi_pool_template, "")
+_public("roi_align", _regions.roi_align, _roi_align_template, "")
