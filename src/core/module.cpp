@@ -13,6 +13,7 @@
 #include <string>
 
 #include "geometry.hpp"
+#include "plan.hpp"
 #include "pool.hpp"
 #include "simd/dispatch.hpp"
 #include "table.hpp"
@@ -26,13 +27,6 @@ namespace {
 using Array = nb::ndarray<nb::device::cpu, nb::c_contig>;
 using Input = nb::ndarray<nb::ro, nb::device::cpu, nb::c_contig>;  // may be read-only
 using Table = nb::ndarray<const int64_t, nb::device::cpu, nb::c_contig>;
-
-// The three axes' tables, read once per window and spatial size (the adapter caches
-// Plans), with the tuple that keeps their arrays alive.
-struct Plan {
-    Axis axis[3];
-    nb::object keep;
-};
 
 // axes: three tuples (first, count, skip, step, stride, n_in, kernel), tables (P', out).
 Plan make_plan(nb::tuple axes) {
@@ -330,6 +324,7 @@ nb::dict simd_info() {
 
 namespace ndpool {
 void bind_select(nb::module_ &m);  // select.cpp: coarsen's median, mode and integer sums
+void bind_soft(nb::module_ &m);    // soft.cpp: softmax-weighted (SoftPool, attention) pooling
 }
 
 NB_MODULE(_core, m) {
@@ -358,4 +353,5 @@ NB_MODULE(_core, m) {
     m.def("unpool", &unpool_op);
     m.def("unpool_backward", &unpool_backward_op);
     bind_select(m);
+    bind_soft(m);
 }
