@@ -46,6 +46,12 @@ y = ndpool.fractional_max_pool3d(x3, 2, output_ratio=0.5, rng=np.random.default_
 y = ndpool.global_max_pool(x2)
 y = ndpool.global_avg_pool(x3, keepdims=True)
 y = ndpool.pool(x2, "max", 2, axes=(-2, -1))
+y = ndpool.soft_pool1d(x1, 2)
+y = ndpool.soft_pool2d(x2, 3, 2, 1, ceil_mode=True)
+y = ndpool.soft_pool3d(x3, 2, layout="channels_last")
+y = ndpool.attention_pool1d(x1, x1, 2)
+y = ndpool.attention_pool2d(x2, np.zeros_like(x2), 3, stride=2, padding=1)
+y = ndpool.attention_pool3d(x3, x3, 2)
 
 # ------------------------------------------------- return_indices: a pair, by keyword or position
 pooled: Array
@@ -84,6 +90,7 @@ layers: list[ndpool.nn.Pool[Array]] = [
     ndpool.nn.FractionalMaxPool2d(2, output_size=3, rng=0),
     ndpool.nn.FractionalMaxPool3d(2, output_size=3, rng=0),
     ndpool.nn.GlobalMaxPool(), ndpool.nn.GlobalAvgPool(),
+    ndpool.nn.SoftPool1d(2), ndpool.nn.SoftPool2d(2), ndpool.nn.SoftPool3d(2),
 ]
 inputs = {1: x1, 2: x2, 3: x3}
 for layer in layers:
@@ -98,6 +105,16 @@ y = unpool(pooled, indices, output_size=(8, 8))
 dx = unpool.backward(np.ones_like(y))
 y = ndpool.nn.MaxUnpool1d(2)(pooled1, indices1)
 y = ndpool.nn.MaxUnpool3d(2).forward(pooled3, indices3)
+
+dlogits: Array
+for lip, data in ((ndpool.nn.LIPPool1d(2), x1), (ndpool.nn.LIPPool2d(2, padding=1), x2),
+                  (ndpool.nn.LIPPool3d(2), x3)):
+    y = lip(data, data)
+    dx, dlogits = lip.backward(np.ones_like(y))
+clip = ndpool.nn.AttentionPool2d(8, 3, 1, output_dim=4, rng=0)
+y = clip(x2)
+dx = clip.backward(np.ones_like(y))
+weights: Array = clip.grads["c_proj.weight"]
 
 # ------------------------------------------------------------ everything else
 y = ndpool.coarsen(x2, (1, 1, 2, 2))
