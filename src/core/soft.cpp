@@ -102,6 +102,25 @@ A *sized(std::vector<A> &v, i64 n) {
     return v.data();
 }
 
+// The loops over a block of R windows, apart so that restrict-qualified pointers let
+// them vectorise without run-time overlap checks.
+template <class A>
+void max_into(const A *__restrict v, A *__restrict m, i64 R) {
+    for (i64 j = 0; j < R; ++j) m[j] = v[j] > m[j] ? v[j] : m[j];  // a NaN's weight makes s NaN
+}
+
+template <bool Soft, class A>
+void add_weights(const A *__restrict v, const A *__restrict xv, const A *__restrict m, A *__restrict s,
+                 A *__restrict n, i64 R) {
+    for (i64 j = 0; j < R; ++j) {
+        const A e = exp_of(v[j] - m[j]);
+        s[j] += e;
+        // a masked slot of SoftPool holds -inf as its x too: weight 0 must add 0
+        if constexpr (Soft) n[j] += e > A(0) ? e * xv[j] : A(0);
+        else n[j] += e * xv[j];
+    }
+}
+
 // Windows [o0, o1) of output row (od, oh) of plane p: m (the max logit), s (the sum of
 // weights) and n (the sum of weight times x), one per (window, lane), R = (o1 - o0)·lanes
 // of each. The in-bounds taps are gathered first, one contiguous run of R per tap (the
@@ -124,6 +143,16 @@ void window_stats(const Soft<T> &k, i64 p, i64 od, i64 oh, i64 o0, i64 o1, A *m,
             const i64 row = k.row_of(p, D.first[od] + td * D.step, H.first[oh] + th * H.step);
             for (i64 tw = 0; tw < widest; ++tw, ++t) {
                 A *dl = tl + t * R, *dx = tx + t * R;
+                if (lanes == 1) {  // channels-first: one value per window, a plain loop
+                    const T *lrow = L + row + tw * W.step, *xrow = k.x + row + tw * W.step;
+                    for (i64 ow = o0; ow < o1; ++ow) {
+                        const bool in = tw < W.count[ow];
+                        const i64 at = in ? W.first[ow] : 0;
+                        dl[ow - o0] = in ? static_cast<A>(lrow[at]) : none;
+                        if (!k.soft()) dx[ow - o0] = in ? static_cast<A>(xrow[at]) : A(0);
+                    }
+                    continue;
+                }
                 for (i64 ow = o0; ow < o1; ++ow) {
                     A *cl = dl + (ow - o0) * lanes, *cx = dx + (ow - o0) * lanes;
                     if (tw < W.count[ow]) {
@@ -140,18 +169,10 @@ void window_stats(const Soft<T> &k, i64 p, i64 od, i64 oh, i64 o0, i64 o1, A *m,
             }
         }
     for (i64 j = 0; j < R; ++j) m[j] = none, s[j] = A(0), n[j] = A(0);
-    for (i64 u = 0; u < taps; ++u) {  // a NaN is no max, but its weight makes s NaN below
-        const A *v = tl + u * R;
-        for (i64 j = 0; j < R; ++j) m[j] = v[j] > m[j] ? v[j] : m[j];
-    }
+    for (i64 u = 0; u < taps; ++u) max_into(tl + u * R, m, R);
     for (i64 u = 0; u < taps; ++u) {
-        const A *v = tl + u * R, *xv = tx + u * R;
-        for (i64 j = 0; j < R; ++j) {
-            const A e = exp_of(v[j] - m[j]);
-            s[j] += e;
-            // a masked slot of SoftPool holds -inf as its x too: weight 0 must add 0
-            n[j] += k.soft() ? (e > A(0) ? e * xv[j] : A(0)) : e * xv[j];
-        }
+        if (k.soft()) add_weights<true>(tl + u * R, tl + u * R, m, s, n, R);
+        else add_weights<false>(tl + u * R, tx + u * R, m, s, n, R);
     }
 }
 
@@ -240,7 +261,13 @@ void backward(const Soft<T> &k, const T *dy, T *dx, T *dl) {
                     const i64 at = out_at(k, p, cover_d.window[a], cover_h.window[b], 0);
                     const A *m = stat_m.data() + at, *c = stat_c.data() + at, *yv = stat_y.data() + at;
                     for (i64 tw = 0; tw < widest; ++tw) {
-                        for (i64 ow = 0; ow < W.n_out; ++ow) {  // this tap of every window, gathered
+                        for (i64 ow = 0; lanes == 1 && ow < W.n_out; ++ow) {  // channels-first, plainly
+                            const bool in = tw < W.count[ow];
+                            const i64 cell = row + (in ? W.first[ow] + tw * W.step : 0);
+                            vl[ow] = in ? static_cast<A>(L[cell]) : none;
+                            vx[ow] = in ? static_cast<A>(k.x[cell]) : A(0);
+                        }
+                        for (i64 ow = 0; lanes > 1 && ow < W.n_out; ++ow) {  // this tap of every window
                             A *cl = vl + ow * lanes, *cx = vx + ow * lanes;
                             if (tw < W.count[ow]) {
                                 const i64 cell = row + (W.first[ow] + tw * W.step) * lanes;
