@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "plan.hpp"
+#include "pool.hpp"
 #include "reducers.hpp"
 #include "thread_pool.hpp"
 
@@ -118,6 +119,25 @@ void add_weights(const A *__restrict v, const A *__restrict xv, const A *__restr
         // a masked slot of SoftPool holds -inf as its x too: weight 0 must add 0
         if constexpr (Soft) n[j] += e > A(0) ? e * xv[j] : A(0);
         else n[j] += e * xv[j];
+    }
+}
+
+// One tap of R windows in the backward pass, from the tap's logits l and values xv and
+// each window's m, c = dy / s and y: SoftPool's whole gradient into g; attention pooling's
+// d/dx into l (read first) and d/dlogits into g.
+template <bool Soft, class A>
+void tap_grads(A *__restrict l, const A *__restrict xv, const A *__restrict m, const A *__restrict c,
+               const A *__restrict y, A *__restrict g, i64 R) {
+    for (i64 j = 0; j < R; ++j) {
+        const A e = exp_of(l[j] - m[j]);
+        if constexpr (Soft) {
+            const A both = c[j] * e * (A(1) + l[j] - y[j]);  // NaN at a masked slot (l = -inf)
+            g[j] = e > A(0) ? both : A(0);
+        } else {
+            const A to_x = c[j] * e;
+            g[j] = to_x * (xv[j] - y[j]);
+            l[j] = to_x;
+        }
     }
 }
 
@@ -225,15 +245,22 @@ void backward(const Soft<T> &k, const T *dy, T *dx, T *dl) {
     using A = typename Acc<T>::type;
     const Axis &D = k.g.axis[0], &H = k.g.axis[1], &W = k.g.axis[2];
     const i64 lanes = k.g.lanes, outs = k.g.planes * k.g.out_plane();
-    std::vector<A> stat_m(static_cast<size_t>(outs)), stat_c(static_cast<size_t>(outs)),
-        stat_y(static_cast<size_t>(outs));
+    // m, c and y of every window, from the buffer cache: fresh pages would cost more
+    // (a fault and a zero fill each) than the pass that writes them
+    const size_t bytes = 3 * static_cast<size_t>(outs) * sizeof(A);
+    struct Held {
+        void *p;
+        size_t bytes;
+        ~Held() { BufferCache::instance().give(p, bytes); }
+    } held{BufferCache::instance().take(bytes), bytes};
+    A *stat_m = static_cast<A *>(held.p), *stat_c = stat_m + outs, *stat_y = stat_c + outs;
     ThreadPool::instance().parallel_for(k.units(), grain_of(k), [&](int64_t begin, int64_t end) {
         auto &sc = Scratch<A>::get();
         for (i64 u = begin; u < end; ++u) {
             i64 p, od, oh, o0, o1;
             unit_of(k, u, p, od, oh, o0, o1);
             const i64 R = (o1 - o0) * lanes, at = out_at(k, p, od, oh, o0);
-            A *m = stat_m.data() + at, *s = sized(sc.s, R), *n = sized(sc.n, R);
+            A *m = stat_m + at, *s = sized(sc.s, R), *n = sized(sc.n, R);
             window_stats(k, p, od, oh, o0, o1, m, s, n);
             for (i64 j = 0; j < R; ++j) {
                 stat_c[at + j] = static_cast<A>(dy[at + j]) / s[j];
@@ -259,13 +286,13 @@ void backward(const Soft<T> &k, const T *dy, T *dx, T *dl) {
             for (i64 a = cover_d.begin[d]; a < cover_d.begin[d + 1]; ++a)
                 for (i64 b = cover_h.begin[h]; b < cover_h.begin[h + 1]; ++b) {
                     const i64 at = out_at(k, p, cover_d.window[a], cover_h.window[b], 0);
-                    const A *m = stat_m.data() + at, *c = stat_c.data() + at, *yv = stat_y.data() + at;
+                    const A *m = stat_m + at, *c = stat_c + at, *yv = stat_y + at;
                     for (i64 tw = 0; tw < widest; ++tw) {
                         for (i64 ow = 0; lanes == 1 && ow < W.n_out; ++ow) {  // channels-first, plainly
                             const bool in = tw < W.count[ow];
                             const i64 cell = row + (in ? W.first[ow] + tw * W.step : 0);
                             vl[ow] = in ? static_cast<A>(L[cell]) : none;
-                            vx[ow] = in ? static_cast<A>(k.x[cell]) : A(0);
+                            if (!k.soft()) vx[ow] = in ? static_cast<A>(k.x[cell]) : A(0);
                         }
                         for (i64 ow = 0; lanes > 1 && ow < W.n_out; ++ow) {  // this tap of every window
                             A *cl = vl + ow * lanes, *cx = vx + ow * lanes;
@@ -278,17 +305,20 @@ void backward(const Soft<T> &k, const T *dy, T *dx, T *dl) {
                                 for (i64 q = 0; q < lanes; ++q) cl[q] = none, cx[q] = A(0);
                             }
                         }
-                        if (k.soft()) {
-                            for (i64 j = 0; j < R; ++j) {
-                                const A e = exp_of(vl[j] - m[j]);
-                                g[j] = e > A(0) ? c[j] * e * (A(1) + vl[j] - yv[j]) : A(0);
+                        if (k.soft()) tap_grads<true>(vl, vx, m, c, yv, g, R);
+                        else tap_grads<false>(vl, vx, m, c, yv, g, R);
+                        if (lanes == 1) {  // channels-first: one value per window, added back
+                            A *to_x = gx + tw * W.step, *to_l = gl + tw * W.step;
+                            for (i64 ow = 0; ow < W.n_out; ++ow) {
+                                if (tw >= W.count[ow]) continue;
+                                if (k.soft()) {
+                                    to_x[W.first[ow]] += g[ow];
+                                } else {
+                                    to_x[W.first[ow]] += vl[ow];
+                                    to_l[W.first[ow]] += g[ow];
+                                }
                             }
-                        } else {
-                            for (i64 j = 0; j < R; ++j) {
-                                const A e = exp_of(vl[j] - m[j]);
-                                vl[j] = c[j] * e;               // d/dx
-                                g[j] = vl[j] * (vx[j] - yv[j]);  // d/dl
-                            }
+                            continue;
                         }
                         for (i64 ow = 0; ow < W.n_out; ++ow) {  // and added back to the row
                             if (tw >= W.count[ow]) continue;
