@@ -174,6 +174,7 @@ def main():
     case("global_avg_pool", "global_avg_pool", x2, (), dict(keepdims=True),
          lambda t, keepdims: torch.mean(t, dim=(2, 3), keepdim=keepdims))
     pool_cases()
+    softmax_cases()
     total = sum(f.stat().st_size for f in OUT.glob("*.npz"))
     print(f"wrote {len(list(OUT.glob('*.npz')))} files, {total} bytes, to {OUT}")
 
@@ -194,6 +195,33 @@ def pool_cases():
          lambda t, *_, **__: moved(F.max_pool2d, (0, 2), 3, 2, 1)(t))
     case("pool_sum_depthwise", "pool", x, ("sum", 2), dict(stride=1, padding=1, axes=1),
          lambda t, *_, **__: moved(lambda u: 2 * F.avg_pool1d(u, 2, 1, 1), (1,))(t))
+
+
+def softmax_cases():
+    """soft_pool and attention_pool as ratios of torch's avg_pool: the zero padding (and
+    ceil_mode's overhang) adds nothing to either sum, and the divisors cancel (own seed)."""
+    rng = np.random.default_rng(12)
+
+    def weighted(rank, logits=None):
+        avg = getattr(F, f"avg_pool{rank}d")
+
+        def run(t, *args, **kw):
+            scores = t if logits is None else args[0]
+            geometry = args if logits is None else args[1:]
+            e = torch.exp(scores)
+            return avg(e * t, *geometry, **kw) / avg(e, *geometry, **kw)
+        return run
+
+    shapes = {1: (2, 3, 11), 2: (2, 2, 7, 9), 3: (1, 2, 5, 6, 5)}
+    geometry = {1: (3, 2, 1, True), 2: ((3, 2), (2, 1), (1, 0), True), 3: (2, 2, 1, False)}
+    for rank, shape in shapes.items():
+        x = tie_free(rng, shape)
+        k, st, p, ceil = geometry[rank]
+        case(f"soft_pool{rank}d", f"soft_pool{rank}d", x, (k,),
+             dict(stride=st, padding=p, ceil_mode=ceil), weighted(rank))
+        logits = (rng.standard_normal(shape) * 2).astype(np.float32)
+        case(f"attention_pool{rank}d", f"attention_pool{rank}d", x, ("@logits", k),
+             dict(stride=st, padding=p), weighted(rank, logits), arrays={"logits": logits})
 
 
 if __name__ == "__main__":
