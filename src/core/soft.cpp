@@ -199,9 +199,9 @@ void window_stats(const Soft<T> &k, i64 p, i64 od, i64 oh, i64 o0, i64 o1, A *m,
 // Unit u of Soft::units() as (plane, od, oh, first window, end window).
 template <class T>
 void unit_of(const Soft<T> &k, i64 u, i64 &p, i64 &od, i64 &oh, i64 &o0, i64 &o1) {
-    const i64 nb_ = k.blocks(), nh = k.g.axis[1].n_out, nd = k.g.axis[0].n_out;
-    const i64 b = u % nb_;
-    u /= nb_;
+    const i64 blocks = k.blocks(), nh = k.g.axis[1].n_out, nd = k.g.axis[0].n_out;
+    const i64 b = u % blocks;
+    u /= blocks;
     oh = u % nh, u /= nh;
     od = u % nd, p = u / nd;
     o0 = b * k.block, o1 = std::min(k.g.axis[2].n_out, o0 + k.block);
