@@ -175,6 +175,27 @@ def test_unbatched_input_and_views_and_input_untouched(backend):
     np.testing.assert_array_equal(logits, before[1])
 
 
+def test_soft_pool_of_a_dask_array_is_lazy_and_the_same(backend):
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 17, 19))
+    lazy = da.from_array(x, chunks=(1, 2, 5, 6))
+    with ndpool.use_backend(backend):
+        y, pb = ndpool.vjp(ndpool.soft_pool2d, x, 3, 2, 1, ceil_mode=True)
+        y_lazy, pb_lazy = ndpool.vjp(ndpool.soft_pool2d, lazy, 3, 2, 1, ceil_mode=True)
+        dy = rng.standard_normal(y.shape)
+        assert isinstance(y_lazy, da.Array)
+        # the core sums each window in one order whatever the block; NumPy's reductions
+        # over the reference's gathered windows may round the last bit differently
+        same = (np.testing.assert_array_equal if backend == "compiled"
+                else lambda a, b: close(a, b, np.float64))
+        same(y_lazy.compute(), y)
+        same(pb_lazy(da.from_array(dy, chunks=3)).compute(), pb(dy))
+        with pytest.raises(TypeError, match="attention_pool2d: attention pooling takes NumPy "
+                                            "arrays, not Dask arrays"):
+            ndpool.attention_pool2d(lazy, x, 2)
+
+
 # ------------------------------------------------- compiled core against reference
 pytestmark_compiled = pytest.mark.skipif("compiled" not in available_backends(),
                                          reason="the compiled core is not built")

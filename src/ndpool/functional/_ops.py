@@ -670,13 +670,19 @@ def attention_pool(op: str, rank: int, x, logits, kernel_size, stride=None, padd
     return _softmax_weighted(op, x, logits, lay, win, grad)
 
 
+def _soft_block(op, x, lay: Layout, win: Window, grad=False):
+    """SoftPool of one block of a Dask array (see arrays/dask.py)."""
+    return _softmax_weighted(op, x, None, lay, win, grad)
+
+
 def _logits(op: str, logits, x: np.ndarray) -> np.ndarray:
     """``logits`` as an array of x's shape, in x's dtype (a float dtype of its own is
     computed in x's, as the output is)."""
     if isinstance(logits, (str, bytes)) or logits is None:
         type_fail(op, f"logits must be an array of x's shape, got {type(logits).__name__}")
     if is_dask(logits) or is_dask(x):
-        type_fail(op, "attention pooling takes NumPy arrays, not Dask arrays")
+        type_fail(op, "attention pooling takes NumPy arrays, not Dask arrays",
+                  "compute the arrays first")
     array = np.asarray(logits)
     if array.dtype.type not in FLOAT_TYPES:
         type_fail(op, f"logits has dtype {array.dtype}; use a float dtype")
@@ -689,9 +695,11 @@ def _logits(op: str, logits, x: np.ndarray) -> np.ndarray:
 def _softmax_weighted(op, x, logits, lay: Layout, win: Window, grad: bool):
     """The shared body: the backend's softmax-weighted window means of canonical views,
     and a pullback giving dx (SoftPool) or ``{"x": dx, "logits": dlogits}``."""
-    if is_dask(x):
-        type_fail(op, "softmax-weighted pooling takes NumPy arrays, not Dask arrays",
-                  "compute the array first")
+    if is_dask(x):   # SoftPool only: a window's result needs its own cells, halos give them
+        if logits is not None:
+            type_fail(op, "attention pooling takes NumPy arrays, not Dask arrays",
+                      "compute the arrays first")
+        return _lazily(op, functools.partial(_soft_block, op), x, lay, win, grad)
     backend = backends.current()
     axes, last = axes3(win), lay.channels_last
     x3 = lay.canonical(x)
