@@ -176,6 +176,7 @@ def main():
     pool_cases()
     median_cases()
     region_cases()
+    softmax_cases()
     total = sum(f.stat().st_size for f in OUT.glob("*.npz"))
     print(f"wrote {len(list(OUT.glob('*.npz')))} files, {total} bytes, to {OUT}")
 
@@ -291,6 +292,31 @@ def region_cases():
         dx[i] = ((moved != y) * dy).sum()
     save("roi_pool", "roi_pool", x32, ("@boxes", [3, 2]), {}, y, dy, dx.reshape(x.shape),
          {"boxes": b32})
+def softmax_cases():
+    """soft_pool and attention_pool as ratios of torch's avg_pool: the zero padding (and
+    ceil_mode's overhang) adds nothing to either sum, and the divisors cancel (own seed)."""
+    rng = np.random.default_rng(12)
+
+    def weighted(rank, logits=None):
+        avg = getattr(F, f"avg_pool{rank}d")
+
+        def run(t, *args, **kw):
+            scores = t if logits is None else args[0]
+            geometry = args if logits is None else args[1:]
+            e = torch.exp(scores)
+            return avg(e * t, *geometry, **kw) / avg(e, *geometry, **kw)
+        return run
+
+    shapes = {1: (2, 3, 11), 2: (2, 2, 7, 9), 3: (1, 2, 5, 6, 5)}
+    geometry = {1: (3, 2, 1, True), 2: ((3, 2), (2, 1), (1, 0), True), 3: (2, 2, 1, False)}
+    for rank, shape in shapes.items():
+        x = tie_free(rng, shape)
+        k, st, p, ceil = geometry[rank]
+        case(f"soft_pool{rank}d", f"soft_pool{rank}d", x, (k,),
+             dict(stride=st, padding=p, ceil_mode=ceil), weighted(rank))
+        logits = (rng.standard_normal(shape) * 2).astype(np.float32)
+        case(f"attention_pool{rank}d", f"attention_pool{rank}d", x, ("@logits", k),
+             dict(stride=st, padding=p), weighted(rank, logits), arrays={"logits": logits})
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ TYPES = {
     "spatial_scale": "float",
     "sampling_ratio": "int",
     "aligned": "bool",
+    "logits": "ArrayLike",
     ("adaptive", "output_size"): "int | None | Sequence[int | None]",
     ("roi", "output_size"): "_Size",
     ("unpool", "output_size"): "Sequence[int] | None",
@@ -97,7 +98,7 @@ class Pool(Generic[_Y]):
 
 
 def family_of(name: str) -> str:
-    for family in ("adaptive", "unpool", "roi"):
+    for family in ("adaptive", "unpool", "roi", "attention"):
         if family in name:
             return family
     return ""
@@ -180,6 +181,9 @@ def layer_stub(name: str, cls) -> str:
     if family == "roi":      # the regions come beside x, as in torchvision
         call += ", boxes: _Boxes"
         ignore = "  # type: ignore[override]"
+    if family == "attention":   # LIP takes the logits too, and returns both gradients
+        call += ", logits: ArrayLike"
+        ignore = "  # type: ignore[override]"
     lines = [f"\nclass {name}(Pool[{'_Y' if indexed else 'NDArray[Any]'}]):\n",
              f'    """Layer form of ndpool.{cls.op.__name__}."""\n\n']
     if not indexed:
@@ -191,11 +195,32 @@ def layer_stub(name: str, cls) -> str:
         result = "_Y"
     lines.append(f"    def forward({call}) -> {result}: ...{ignore}\n")
     lines.append(f"    def __call__({call}) -> {result}: ...{ignore}\n")
+    if family == "attention":
+        lines.append("    def backward(self, dy: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]: "
+                     "...  # type: ignore[override]\n")
     return "".join(lines)
 
 
+#: layers that are no Pool of an op (their own arithmetic), written as they are
+OWN_LAYERS = {"AttentionPool2d": '''
+class AttentionPool2d:
+    """CLIP's global attention pooling (Radford et al. 2021)."""
+
+    arguments: dict[str, Any]
+    params: dict[str, NDArray[Any]]
+    grads: dict[str, NDArray[Any]]
+    output_dim: int
+    def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int | None = None, rng: _Seed = None, dtype: Any = 'float32') -> None: ...
+    def forward(self, x: ArrayLike) -> NDArray[Any]: ...
+    def __call__(self, x: ArrayLike) -> NDArray[Any]: ...
+    def backward(self, dy: ArrayLike) -> NDArray[Any]: ...
+'''}
+
+
 def nn_stub() -> str:
-    return NN_HEADER.replace("class Pool", f"__all__ = {list(nn.__all__)!r}\n\nclass Pool") + "".join(layer_stub(name, getattr(nn, name)) for name in nn.__all__)
+    return NN_HEADER.replace("class Pool", f"__all__ = {list(nn.__all__)!r}\n\nclass Pool") + "".join(
+        OWN_LAYERS[name] if name in OWN_LAYERS else layer_stub(name, getattr(nn, name))
+        for name in nn.__all__)
 
 
 STUBS = {"src/ndpool/functional/__init__.pyi": functional_stub,

@@ -16,6 +16,7 @@
 
 #include "foreign.hpp"
 #include "geometry.hpp"
+#include "plan.hpp"
 #include "pool.hpp"
 #include "simd/dispatch.hpp"
 #include "table.hpp"
@@ -29,14 +30,6 @@ namespace {
 using Array = nb::ndarray<nb::device::cpu, nb::c_contig>;
 using Input = nb::ndarray<nb::ro, nb::device::cpu, nb::c_contig>;  // may be read-only
 using Table = nb::ndarray<const int64_t, nb::device::cpu, nb::c_contig>;
-
-// The three axes' tables, read once per window and spatial size (the adapter caches
-// Plans), with the tuple that keeps their arrays alive.
-struct Plan {
-    Axis axis[3];
-    i64 rows = 1;  // planes the tables are for: 1, or one row per plane (fractional)
-    nb::object keep;
-};
 
 // axes: three tuples (first, count, skip, step, stride, n_in, kernel), tables (P', out).
 Plan make_plan(nb::tuple axes) {
@@ -510,6 +503,7 @@ namespace ndpool {
 void bind_select(nb::module_ &m);  // select.cpp: coarsen's median, mode and integer sums
 void bind_median(nb::module_ &m);  // median.cpp: median pooling
 void bind_roi(nb::module_ &m);     // roi.cpp: RoIPool and RoIAlign
+void bind_soft(nb::module_ &m);    // soft.cpp: softmax-weighted (SoftPool, attention) pooling
 }
 
 NB_MODULE(_core, m) {
@@ -547,4 +541,5 @@ NB_MODULE(_core, m) {
     bind_select(m);
     bind_median(m);
     bind_roi(m);
+    bind_soft(m);
 }

@@ -20,7 +20,12 @@ from __future__ import annotations
 import inspect
 import types
 
+import numpy as np
+
+from . import _attention
 from . import functional as F
+from ._arguments import as_input, is_int
+from ._errors import fail, type_fail
 from .autodiff import vjp
 
 __all__ = []
@@ -89,10 +94,13 @@ _FRACTIONAL = (("kernel_size", _REQUIRED), ("output_size", None), ("output_ratio
                ("return_indices", False), ("samples", None), ("rng", None), _LAYOUT)
 _UNPOOL = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), _LAYOUT)
 _GLOBAL = (("keepdims", False), _LAYOUT)
+_SOFT = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), ("ceil_mode", False),
+         _LAYOUT)
+_ATTENTION = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), _LAYOUT)
 
 
-def _layer(name: str, op, params, doc: str):
-    cls = type(name, (Pool,), {"op": staticmethod(op), "_signature": params,
+def _layer(name: str, op, params, doc: str, base=None):
+    cls = type(name, (base or Pool,), {"op": staticmethod(op), "_signature": params,
                                "__doc__": doc, "__module__": __name__})
     globals()[name] = cls
     __all__.append(name)
@@ -107,7 +115,8 @@ for _rank in (1, 2, 3):
                                ("AdaptiveMaxPool", "adaptive_max_pool", _ADAPTIVE_MAX),
                                ("AdaptiveAvgPool", "adaptive_avg_pool", _ADAPTIVE_AVG),
                                ("FractionalMaxPool", "fractional_max_pool", _FRACTIONAL),
-                               ("MaxUnpool", "max_unpool", _UNPOOL)):
+                               ("MaxUnpool", "max_unpool", _UNPOOL),
+                               ("SoftPool", "soft_pool", _SOFT)):
         _op = getattr(F, f"{_fn}{_rank}d", None)
         if _op is not None:
             _layer(f"{_cls}{_rank}d", _op, _params,
@@ -149,3 +158,120 @@ for _name, _fn, _params in (("RoIPool", F.roi_pool, _ROI_POOL),
     _cls = _layer(_name, _fn, _params, f"Layer form of :func:`ndpool.{_fn.__name__}` "
                   f"(torchvision.ops.{_name}); ``forward(x, boxes)``.")
     _cls.forward = _cls.__call__ = _roi_forward
+class _TwoInputs(Pool):
+    """A layer of an op with a second differentiable input (attention pooling's logits):
+    ``forward(x, logits)``, and ``backward(dy)`` returns ``(dx, dlogits)``."""
+
+    def forward(self, x, logits):
+        """Pool ``x`` weighted by the softmax of ``logits``; keeps what ``backward`` needs."""
+        op = type(self).op
+        y, self._pullback = op._ndpool_impl(x, logits, **self.arguments, grad=True)
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """``(dx, dlogits)`` of the last ``forward``."""
+        grads = Pool.backward(self, dy)
+        return tuple(grads[name] for name in type(self).op._ndpool_wrt)
+
+
+for _rank in (1, 2, 3):   # LIP (Gao et al. 2019) takes its logits from a learned layer
+    _layer(f"LIPPool{_rank}d", getattr(F, f"attention_pool{_rank}d"), _ATTENTION,
+           f"Layer form of :func:`ndpool.attention_pool{_rank}d` (LIP, Gao et al. 2019): "
+           f"``forward(x, logits)``, ``backward(dy) -> (dx, dlogits)``.", _TwoInputs)
+
+
+class AttentionPool2d:
+    """CLIP's global attention pooling (Radford et al. 2021): (N, C, H, W) to
+    (N, output_dim), C = ``embed_dim`` and H = W = ``spacial_dim``.
+
+    >>> import numpy as np, ndpool
+    >>> pool = ndpool.nn.AttentionPool2d(spacial_dim=4, embed_dim=8, num_heads=2,
+    ...                                  output_dim=3, rng=0)
+    >>> x = np.random.default_rng(1).standard_normal((2, 8, 4, 4)).astype(np.float32)
+    >>> y = pool(x)
+    >>> y.shape, pool.backward(np.ones_like(y)).shape, pool.grads["c_proj.weight"].shape
+    ((2, 3), (2, 8, 4, 4), (3, 8))
+
+    The H·W tokens and their mean, plus ``params["positional_embedding"]`` (shape
+    (spacial_dim² + 1, embed_dim)), go through multi-head attention whose one query is
+    the mean token, then the output projection. ``params`` holds CLIP's tensors under
+    CLIP's names, in PyTorch's layouts (``q_proj.weight`` is (embed_dim, embed_dim),
+    ``c_proj.weight`` (output_dim, embed_dim), ``y = x @ W.T + b``), initialised as CLIP
+    does from ``numpy.random.default_rng(rng)`` in ``dtype``; assign arrays of the same
+    shapes to load weights. ``backward(dy)`` returns dx and fills ``grads``.
+    """
+
+    _signature = (("spacial_dim", _REQUIRED), ("embed_dim", _REQUIRED),
+                  ("num_heads", _REQUIRED), ("output_dim", None), ("rng", None),
+                  ("dtype", "float32"))
+
+    def __init__(self, *args, **kwargs):
+        self.arguments = bind_arguments(type(self).__name__, self._signature, args, kwargs)
+        owner = type(self).__name__
+        spacial, embed, heads = (self.arguments[k] for k in ("spacial_dim", "embed_dim",
+                                                               "num_heads"))
+        out = self.arguments["output_dim"]
+        for name, value in (("spacial_dim", spacial), ("embed_dim", embed),
+                            ("num_heads", heads), ("output_dim", out)):
+            if value is None and name == "output_dim":
+                continue
+            if not is_int(value) or value < 1:
+                fail(owner, f"{name}={value!r} must be a positive int")
+        if embed % heads:
+            fail(owner, f"embed_dim={embed} must be a multiple of num_heads={heads}")
+        dtype = np.dtype(self.arguments["dtype"])
+        if dtype.kind != "f":
+            type_fail(owner, f"dtype={self.arguments['dtype']!r} must be a float dtype")
+        self.output_dim = out or embed
+        self.params = _attention.initial_params(spacial, embed, self.output_dim,
+                                                self.arguments["rng"], dtype)
+        self.grads = {}
+        self._cache = None
+
+    def _shapes(self) -> dict:
+        s, c, o = self.arguments["spacial_dim"], self.arguments["embed_dim"], self.output_dim
+        shapes = {"positional_embedding": (s * s + 1, c)}
+        for name, out in (("q_proj", c), ("k_proj", c), ("v_proj", c), ("c_proj", o)):
+            shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (out, c), (out,)
+        return shapes
+
+    def forward(self, x):
+        """Pool x of shape (N, embed_dim, spacial_dim, spacial_dim) to (N, output_dim)."""
+        owner = type(self).__name__
+        x = as_input(owner, x, integers=False)
+        s, c = self.arguments["spacial_dim"], self.arguments["embed_dim"]
+        if x.ndim != 4 or x.shape[1] != c or x.shape[2] * x.shape[3] != s * s:
+            fail(owner, f"x must have shape (N, {c}, H, W) with H·W = spacial_dim² = {s * s}, "
+                 f"got shape {x.shape}")
+        _attention.check_params(owner, self.params, self._shapes())
+        dtype = np.result_type(x.dtype, *self.params.values())
+        params = {k: v.astype(dtype, copy=False) for k, v in self.params.items()}
+        y, cache = _attention.forward(x.astype(dtype, copy=False), params,
+                                      self.arguments["num_heads"])
+        self._cache = (params, cache)
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """dx of the last ``forward``; ``grads`` gets every parameter's gradient."""
+        owner = type(self).__name__
+        if self._cache is None:
+            raise RuntimeError(f"{owner}.backward: call forward first")
+        params, cache = self._cache
+        dy = np.asarray(dy)
+        expect = (cache[0][0], self.output_dim)
+        if dy.shape != expect:
+            fail(f"{owner}.backward", f"dy has shape {dy.shape} but the output has shape {expect}")
+        dx, grads = _attention.backward(dy.astype(cache[1].dtype, copy=False), params, cache)
+        self.grads = {k: g.astype(self.params[k].dtype, copy=False) for k, g in grads.items()}
+        return dx
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+        return f"{type(self).__name__}({args})"
+
+
+__all__.append("AttentionPool2d")

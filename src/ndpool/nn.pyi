@@ -12,7 +12,7 @@ from .functional import _Boxes, _Layout, _Padding, _Seed, _Size, _Ties
 _Y = TypeVar("_Y")
 _Indexed = tuple[NDArray[Any], NDArray[np.int64]]
 
-__all__ = ['MaxPool1d', 'MinPool1d', 'AvgPool1d', 'LPPool1d', 'AdaptiveMaxPool1d', 'AdaptiveAvgPool1d', 'MaxUnpool1d', 'MaxPool2d', 'MinPool2d', 'AvgPool2d', 'LPPool2d', 'AdaptiveMaxPool2d', 'AdaptiveAvgPool2d', 'FractionalMaxPool2d', 'MaxUnpool2d', 'MaxPool3d', 'MinPool3d', 'AvgPool3d', 'LPPool3d', 'AdaptiveMaxPool3d', 'AdaptiveAvgPool3d', 'FractionalMaxPool3d', 'MaxUnpool3d', 'GlobalMaxPool', 'GlobalAvgPool', 'MedianPool1d', 'MedianPool2d', 'MedianPool3d', 'RoIPool', 'RoIAlign']
+__all__ = ['MaxPool1d', 'MinPool1d', 'AvgPool1d', 'LPPool1d', 'AdaptiveMaxPool1d', 'AdaptiveAvgPool1d', 'MaxUnpool1d', 'SoftPool1d', 'MaxPool2d', 'MinPool2d', 'AvgPool2d', 'LPPool2d', 'AdaptiveMaxPool2d', 'AdaptiveAvgPool2d', 'FractionalMaxPool2d', 'MaxUnpool2d', 'SoftPool2d', 'MaxPool3d', 'MinPool3d', 'AvgPool3d', 'LPPool3d', 'AdaptiveMaxPool3d', 'AdaptiveAvgPool3d', 'FractionalMaxPool3d', 'MaxUnpool3d', 'SoftPool3d', 'GlobalMaxPool', 'GlobalAvgPool', 'MedianPool1d', 'MedianPool2d', 'MedianPool3d', 'RoIPool', 'RoIAlign', 'LIPPool1d', 'LIPPool2d', 'LIPPool3d', 'AttentionPool2d']
 
 class Pool(Generic[_Y]):
     """Base of every layer: ``forward`` caches the pullback, ``backward`` runs it."""
@@ -93,6 +93,13 @@ class MaxUnpool1d(Pool[NDArray[Any]]):
     def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Padding = 0, layout: _Layout = 'channels_first') -> None: ...
     def forward(self, x: ArrayLike, indices: ArrayLike, output_size: Sequence[int] | None = None) -> NDArray[Any]: ...  # type: ignore[override]
     def __call__(self, x: ArrayLike, indices: ArrayLike, output_size: Sequence[int] | None = None) -> NDArray[Any]: ...  # type: ignore[override]
+
+class SoftPool1d(Pool[NDArray[Any]]):
+    """Layer form of ndpool.soft_pool1d."""
+
+    def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Padding = 0, ceil_mode: bool = False, layout: _Layout = 'channels_first') -> None: ...
+    def forward(self, x: ArrayLike) -> NDArray[Any]: ...
+    def __call__(self, x: ArrayLike) -> NDArray[Any]: ...
 
 class MaxPool2d(Pool[_Y]):
     """Layer form of ndpool.max_pool2d."""
@@ -178,6 +185,13 @@ class MaxUnpool2d(Pool[NDArray[Any]]):
     def forward(self, x: ArrayLike, indices: ArrayLike, output_size: Sequence[int] | None = None) -> NDArray[Any]: ...  # type: ignore[override]
     def __call__(self, x: ArrayLike, indices: ArrayLike, output_size: Sequence[int] | None = None) -> NDArray[Any]: ...  # type: ignore[override]
 
+class SoftPool2d(Pool[NDArray[Any]]):
+    """Layer form of ndpool.soft_pool2d."""
+
+    def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Padding = 0, ceil_mode: bool = False, layout: _Layout = 'channels_first') -> None: ...
+    def forward(self, x: ArrayLike) -> NDArray[Any]: ...
+    def __call__(self, x: ArrayLike) -> NDArray[Any]: ...
+
 class MaxPool3d(Pool[_Y]):
     """Layer form of ndpool.max_pool3d."""
 
@@ -262,6 +276,13 @@ class MaxUnpool3d(Pool[NDArray[Any]]):
     def forward(self, x: ArrayLike, indices: ArrayLike, output_size: Sequence[int] | None = None) -> NDArray[Any]: ...  # type: ignore[override]
     def __call__(self, x: ArrayLike, indices: ArrayLike, output_size: Sequence[int] | None = None) -> NDArray[Any]: ...  # type: ignore[override]
 
+class SoftPool3d(Pool[NDArray[Any]]):
+    """Layer form of ndpool.soft_pool3d."""
+
+    def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Padding = 0, ceil_mode: bool = False, layout: _Layout = 'channels_first') -> None: ...
+    def forward(self, x: ArrayLike) -> NDArray[Any]: ...
+    def __call__(self, x: ArrayLike) -> NDArray[Any]: ...
+
 class GlobalMaxPool(Pool[NDArray[Any]]):
     """Layer form of ndpool.global_max_pool."""
 
@@ -331,3 +352,39 @@ class RoIAlign(Pool[NDArray[Any]]):
     def __init__(self, output_size: _Size, spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False) -> None: ...
     def forward(self, x: ArrayLike, boxes: _Boxes) -> NDArray[Any]: ...  # type: ignore[override]
     def __call__(self, x: ArrayLike, boxes: _Boxes) -> NDArray[Any]: ...  # type: ignore[override]
+
+class LIPPool1d(Pool[NDArray[Any]]):
+    """Layer form of ndpool.attention_pool1d."""
+
+    def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Padding = 0, layout: _Layout = 'channels_first') -> None: ...
+    def forward(self, x: ArrayLike, logits: ArrayLike) -> NDArray[Any]: ...  # type: ignore[override]
+    def __call__(self, x: ArrayLike, logits: ArrayLike) -> NDArray[Any]: ...  # type: ignore[override]
+    def backward(self, dy: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]: ...  # type: ignore[override]
+
+class LIPPool2d(Pool[NDArray[Any]]):
+    """Layer form of ndpool.attention_pool2d."""
+
+    def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Padding = 0, layout: _Layout = 'channels_first') -> None: ...
+    def forward(self, x: ArrayLike, logits: ArrayLike) -> NDArray[Any]: ...  # type: ignore[override]
+    def __call__(self, x: ArrayLike, logits: ArrayLike) -> NDArray[Any]: ...  # type: ignore[override]
+    def backward(self, dy: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]: ...  # type: ignore[override]
+
+class LIPPool3d(Pool[NDArray[Any]]):
+    """Layer form of ndpool.attention_pool3d."""
+
+    def __init__(self, kernel_size: _Size, stride: _Size | None = None, padding: _Padding = 0, layout: _Layout = 'channels_first') -> None: ...
+    def forward(self, x: ArrayLike, logits: ArrayLike) -> NDArray[Any]: ...  # type: ignore[override]
+    def __call__(self, x: ArrayLike, logits: ArrayLike) -> NDArray[Any]: ...  # type: ignore[override]
+    def backward(self, dy: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]: ...  # type: ignore[override]
+
+class AttentionPool2d:
+    """CLIP's global attention pooling (Radford et al. 2021)."""
+
+    arguments: dict[str, Any]
+    params: dict[str, NDArray[Any]]
+    grads: dict[str, NDArray[Any]]
+    output_dim: int
+    def __init__(self, spacial_dim: int, embed_dim: int, num_heads: int, output_dim: int | None = None, rng: _Seed = None, dtype: Any = 'float32') -> None: ...
+    def forward(self, x: ArrayLike) -> NDArray[Any]: ...
+    def __call__(self, x: ArrayLike) -> NDArray[Any]: ...
+    def backward(self, dy: ArrayLike) -> NDArray[Any]: ...

@@ -52,6 +52,12 @@ y = ndpool.median_pool3d(x3, 2)
 boxes = np.array([[0, 1.0, 1.0, 6.0, 6.0], [1, 0.0, 2.0, 4.0, 7.5]])
 y = ndpool.roi_pool(x2, boxes, 2)
 y = ndpool.roi_align(x2, [boxes[:1, 1:], boxes[1:, 1:]], (2, 3), 0.5, sampling_ratio=2, aligned=True)
+y = ndpool.soft_pool1d(x1, 2)
+y = ndpool.soft_pool2d(x2, 3, 2, 1, ceil_mode=True)
+y = ndpool.soft_pool3d(x3, 2, layout="channels_last")
+y = ndpool.attention_pool1d(x1, x1, 2)
+y = ndpool.attention_pool2d(x2, np.zeros_like(x2), 3, stride=2, padding=1)
+y = ndpool.attention_pool3d(x3, x3, 2)
 
 # ------------------------------------------------- return_indices: a pair, by keyword or position
 pooled: Array
@@ -91,6 +97,7 @@ layers: list[ndpool.nn.Pool[Array]] = [
     ndpool.nn.FractionalMaxPool2d(2, output_size=3, rng=0),
     ndpool.nn.FractionalMaxPool3d(2, output_size=3, rng=0),
     ndpool.nn.GlobalMaxPool(), ndpool.nn.GlobalAvgPool(),
+    ndpool.nn.SoftPool1d(2), ndpool.nn.SoftPool2d(2), ndpool.nn.SoftPool3d(2),
 ]
 inputs = {1: x1, 2: x2, 3: x3}
 for layer in layers:
@@ -114,6 +121,16 @@ y = unpool(pooled, indices, output_size=(8, 8))
 dx = unpool.backward(np.ones_like(y))
 y = ndpool.nn.MaxUnpool1d(2)(pooled1, indices1)
 y = ndpool.nn.MaxUnpool3d(2).forward(pooled3, indices3)
+
+dlogits: Array
+for lip, data in ((ndpool.nn.LIPPool1d(2), x1), (ndpool.nn.LIPPool2d(2, padding=1), x2),
+                  (ndpool.nn.LIPPool3d(2), x3)):
+    y = lip(data, data)
+    dx, dlogits = lip.backward(np.ones_like(y))
+clip = ndpool.nn.AttentionPool2d(8, 3, 1, output_dim=4, rng=0)
+y = clip(x2)
+dx = clip.backward(np.ones_like(y))
+weights: Array = clip.grads["c_proj.weight"]
 
 # ------------------------------------------------------------ everything else
 y = ndpool.coarsen(x2, (1, 1, 2, 2))

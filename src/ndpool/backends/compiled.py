@@ -195,3 +195,25 @@ def roi_pool_backward(dy, argmax, image, shape):
     dx = _empty(shape, dy.dtype)
     _core.roi_pool_backward(np.ascontiguousarray(dy), argmax, image, dx)
     return dx
+def soft_pool(x: np.ndarray, logits: Optional[np.ndarray], axes: Sequence[Axis], *,
+              channels_last=False):
+    """Softmax-weighted window means (SoftPool when ``logits`` is None)."""
+    x = np.ascontiguousarray(x)
+    logits = None if logits is None else np.ascontiguousarray(logits, dtype=x.dtype)
+    shape = (x.shape[0],) + tuple(a.out for a in axes) + ((x.shape[4],) if channels_last else ())
+    y = _empty(shape, x.dtype)
+    _core.soft_forward(x, logits, y, channels_last, _geometry(axes, x.shape[1:4]))
+    return y
+
+
+def soft_pool_backward(x: np.ndarray, logits: Optional[np.ndarray], dy: np.ndarray,
+                       axes: Sequence[Axis], *, channels_last=False):
+    """``(dx, dlogits)`` of ``soft_pool``; ``(dx, None)`` for SoftPool."""
+    x = np.ascontiguousarray(x)
+    dy = np.ascontiguousarray(dy, dtype=x.dtype)
+    logits = None if logits is None else np.ascontiguousarray(logits, dtype=x.dtype)
+    dx = _empty(x.shape, x.dtype)
+    dlogits = None if logits is None else _empty(x.shape, x.dtype)
+    _core.soft_backward(x, logits, dy, dx, dlogits, channels_last,
+                        _geometry(axes, x.shape[1:4]))
+    return dx, dlogits

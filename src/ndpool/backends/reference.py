@@ -323,3 +323,41 @@ def roi_pool_backward(dy, argmax, image, shape):
     k, c, _, _ = np.nonzero(argmax >= 0)
     np.add.at(dx, (image[k], c, argmax[argmax >= 0]), dy[argmax >= 0].astype(acc))
     return dx.reshape(shape).astype(dy.dtype)
+# ------------------------------------------------- softmax-weighted (SoftPool, LIP)
+def _softmax_windows(x, logits, axes, channels_last):
+    """Per window of canonical ``x``: its cells (0 in the padding), the softmax weights of
+    ``logits`` (``x`` for SoftPool) over its in-bounds cells, and where the cells are."""
+    acc = _accumulator(x.dtype)
+    windows, mask, flat = _gather(_first(x, channels_last).astype(acc), axes)
+    scores = windows if logits is None else _gather(
+        _first(logits, channels_last).astype(acc), axes)[0]
+    scores = np.where(mask, scores, -np.inf)
+    with np.errstate(invalid="ignore"):
+        weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        weights = weights / weights.sum(axis=-1, keepdims=True)
+    return np.where(mask, windows, 0), np.where(mask, weights, 0), flat
+
+
+def soft_pool(x: np.ndarray, logits: Optional[np.ndarray], axes: Sequence[Axis], *,
+              channels_last=False):
+    """Each window's ``sum(softmax(logits) * x)`` over its in-bounds cells; SoftPool
+    (Stergiou et al. 2021) when ``logits`` is None (the logits are ``x``)."""
+    cells, weights, _ = _softmax_windows(x, logits, axes, channels_last)
+    y = (weights * cells).sum(axis=-1).astype(x.dtype)
+    return _back(y, channels_last, x.shape)
+
+
+def soft_pool_backward(x: np.ndarray, logits: Optional[np.ndarray], dy: np.ndarray,
+                       axes: Sequence[Axis], *, channels_last=False):
+    """``(dx, dlogits)`` of ``soft_pool``; for SoftPool ``(dx, None)``, dx holding both
+    paths. With p the softmax weights and y the output: dy·p to x, dy·p·(x − y) to the
+    logits."""
+    cells, weights, flat = _softmax_windows(x, logits, axes, channels_last)
+    y = (weights * cells).sum(axis=-1, keepdims=True)
+    share = _first(dy, channels_last).astype(weights.dtype)[..., None] * weights
+    to_logits = share * (cells - y)
+    spatial = _first(x, channels_last).shape[1:]
+    back = lambda taps: _back(_scatter(taps, flat, spatial, x.dtype), channels_last, x.shape)
+    if logits is None:
+        return back(share + to_logits), None
+    return back(share), back(to_logits)

@@ -300,3 +300,62 @@ def _roi_align_template(x, boxes, output_size, spatial_scale=1.0, sampling_ratio
 
 _public("roi_pool", _regions.roi_pool, _roi_pool_template, "")
 _public("roi_align", _regions.roi_align, _roi_align_template, "")
+
+
+# --------------------------------------------- softmax-weighted pooling (SoftPool, LIP)
+def _soft_template(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                   layout="channels_first"):
+    """{name}: {example}
+
+    SoftPool (Stergiou et al. 2021): each window's ``sum(exp(x)·x) / sum(exp(x))`` over
+    its in-bounds cells, computed stably (the exponents shifted by the window's max);
+    padded cells take no weight. ``kernel_size``, ``stride`` (default:
+    ``kernel_size``), ``padding`` and ``ceil_mode`` take the forms of max pooling.
+    """
+
+
+def _attention_template(x, logits, kernel_size, stride=None, padding=0,
+                        layout="channels_first"):
+    """{name}: {example}
+
+    Attention pooling (LIP, Gao et al. 2019): each window's cells weighted by the softmax
+    of ``logits`` (an array of x's shape, typically a learned layer's output) over the
+    window's in-bounds cells, ``sum(softmax(logits)·x)``; padded cells take no weight.
+    ``attention_pool(x, x, ...)`` is SoftPool. ``ndpool.vjp(op, x, logits, ...,
+    wrt=("x", "logits"))`` gives both gradients.
+    """
+
+
+def _soft_example(name: str, rank: int) -> str:
+    if rank == 1:   # one value to see: the window [0, 1] gives (0·e^0 + 1·e^1) / (e^0 + e^1)
+        return ("softmax-weighted pooling (SoftPool).\n\n    >>> import numpy as np, ndpool\n"
+                "    >>> ndpool.soft_pool1d(np.array([[[0.0, 1.0, 2.0, 2.0]]]), 2)\n"
+                "    array([[[0.73105858, 2.        ]]])")
+    shape = (1, 1) + (4,) * rank
+    out = (1, 1) + (2,) * rank
+    return (f"softmax-weighted pooling (SoftPool).\n\n    >>> import numpy as np, ndpool\n"
+            f"    >>> x = np.arange({4 ** rank}.0).reshape({shape}) / 8\n"
+            f"    >>> ndpool.{name}(x, 2).shape\n    {out}")
+
+
+for _rank in (1, 2, 3):
+    _name = f"soft_pool{_rank}d"
+    _public(_name, functools.partial(_ops.soft_pool, _name, _rank), _soft_template,
+            _soft_example(_name, _rank))
+
+
+def _attention_example(name: str, rank: int) -> str:
+    shape = (1, 1) + (4,) * rank
+    out = (1, 1) + (2,) * rank
+    return (f"attention (LIP) pooling: softmax(logits)-weighted window sums.\n\n"
+            f"    >>> import numpy as np, ndpool\n"
+            f"    >>> x = np.arange({4 ** rank}.0).reshape({shape})\n"
+            f"    >>> y = ndpool.{name}(x, np.zeros_like(x), 2)   # equal logits: the mean\n"
+            f"    >>> bool(np.allclose(y, ndpool.avg_pool{rank}d(x, 2))), y.shape\n"
+            f"    (True, {out})")
+
+
+for _rank in (1, 2, 3):
+    _name = f"attention_pool{_rank}d"
+    _public(_name, functools.partial(_ops.attention_pool, _name, _rank), _attention_template,
+            _attention_example(_name, _rank))._ndpool_wrt = ("x", "logits")

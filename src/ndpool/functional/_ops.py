@@ -655,3 +655,73 @@ def _pool_pass(reduction: str, name: str, x, dims: Tuple[int, ...], win: Window,
 def _pool_block(reduction, name, dims, x, win, grad):
     """``_pool_pass`` on one block of a Dask array."""
     return _pool_pass(reduction, name, x, dims, win, grad)
+
+
+# ------------------------------------------------- softmax-weighted (SoftPool, LIP)
+def soft_pool(op: str, rank: int, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+              layout="channels_first", *, grad=False):
+    """SoftPool (Stergiou et al. 2021): each window's ``sum(exp(x)·x) / sum(exp(x))`` over
+    its in-bounds cells, shifted by the window's max."""
+    x = _float_input(op, x)
+    lay, win = _sliding(op, x, rank, kernel_size, stride, padding, 1, ceil_mode, False,
+                        layout)
+    return _softmax_weighted(op, x, None, lay, win, grad)
+
+
+def attention_pool(op: str, rank: int, x, logits, kernel_size, stride=None, padding=0,
+                   layout="channels_first", *, grad=False):
+    """Attention (LIP) pooling: each window's cells weighted by the softmax of ``logits``
+    over its in-bounds cells. The pullback returns ``{"x": dx, "logits": dlogits}``."""
+    x = _float_input(op, x)
+    logits = _logits(op, logits, x)
+    lay, win = _sliding(op, x, rank, kernel_size, stride, padding, 1, False, False, layout)
+    return _softmax_weighted(op, x, logits, lay, win, grad)
+
+
+def _soft_block(op, x, lay: Layout, win: Window, grad=False):
+    """SoftPool of one block of a Dask array (see arrays/dask.py)."""
+    return _softmax_weighted(op, x, None, lay, win, grad)
+
+
+def _logits(op: str, logits, x: np.ndarray) -> np.ndarray:
+    """``logits`` as an array of x's shape, in x's dtype (a float dtype of its own is
+    computed in x's, as the output is)."""
+    if isinstance(logits, (str, bytes)) or logits is None:
+        type_fail(op, f"logits must be an array of x's shape, got {type(logits).__name__}")
+    if is_dask(logits) or is_dask(x):
+        type_fail(op, "attention pooling takes NumPy arrays, not Dask arrays",
+                  "compute the arrays first")
+    array = np.asarray(logits)
+    if array.dtype.type not in FLOAT_TYPES:
+        type_fail(op, f"logits has dtype {array.dtype}; use a float dtype")
+    if array.shape != x.shape:
+        fail(op, f"logits has shape {array.shape} but x has shape {x.shape}",
+             "give one logit per cell of x")
+    return array.astype(x.dtype, copy=False)
+
+
+def _softmax_weighted(op, x, logits, lay: Layout, win: Window, grad: bool):
+    """The shared body: the backend's softmax-weighted window means of canonical views,
+    and a pullback giving dx (SoftPool) or ``{"x": dx, "logits": dlogits}``."""
+    if is_dask(x):   # SoftPool only: a window's result needs its own cells, halos give them
+        if logits is not None:
+            type_fail(op, "attention pooling takes NumPy arrays, not Dask arrays",
+                      "compute the arrays first")
+        return _lazily(op, functools.partial(_soft_block, op), x, lay, win, grad)
+    backend = backends.current()
+    axes, last = axes3(win), lay.channels_last
+    x3 = lay.canonical(x)
+    l3 = None if logits is None else lay.canonical(logits)
+    y = lay.restore(backend.soft_pool(x3, l3, axes, channels_last=last), win.out_size)
+    if not grad:
+        return y, None
+
+    def pullback(dy):
+        dy3 = lay.canonical(_checked_dy(op, dy, y.shape).astype(x.dtype, copy=False))
+        dx3, dl3 = backend.soft_pool_backward(x3, l3, dy3, axes, channels_last=last)
+        dx = lay.restore(dx3, lay.spatial)
+        if logits is None:
+            return dx
+        return {"x": dx, "logits": lay.restore(dl3, lay.spatial)}
+
+    return y, pullback
