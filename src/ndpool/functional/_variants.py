@@ -1,0 +1,390 @@
+"""The pooling variants the frameworks lack: stochastic, generalized-mean, anti-aliased
+(blur) and spatial-pyramid pooling, each with its backward rule.
+
+Each implementation returns ``(result, pullback)`` as the ops of ``_ops`` do; the ones
+differentiable in more than ``x`` (GeM's ``p``) return a pullback giving a dict of
+gradients, one per name of the op's ``_ndpool_wrt``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Tuple
+
+import numpy as np
+
+from .._arguments import as_input, choice, flag, int_tuple, is_int
+from .._errors import fail, type_fail
+from .._layout import layout_of
+from .._window import sliding_window, stride_or_kernel
+from ..arrays import is_dask
+from . import _ops
+
+
+def _array_input(op: str, x, *, integers: bool = False) -> np.ndarray:
+    """``x`` checked as the other ops check it; these ops run on NumPy arrays only."""
+    if is_dask(x):
+        type_fail(op, "x is a Dask array, which this op does not take yet",
+                  "compute it first: np.asarray(x)")
+    return as_input(op, x, integers=integers)
+
+
+def _work_dtype(dtype: np.dtype) -> np.dtype:
+    """float16 is computed in float32 (as every op accumulates it), the rest as given."""
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+# ------------------------------------------------------------------ stochastic
+def stochastic_pool(op: str, rank: int, x, kernel_size, stride=None, training=True,
+                    rng=None, *, grad=False):
+    """Zeiler & Fergus 2013: in training one cell per window drawn with probability
+    proportional to its value, in evaluation the probability-weighted mean."""
+    x = _array_input(op, x)
+    lay = layout_of(op, x, rank)
+    kernel = int_tuple(op, "kernel_size", kernel_size, rank)
+    strides = stride_or_kernel(op, stride, rank, kernel)
+    training = flag(op, "training", training)
+    win = sliding_window(op, lay.spatial, kernel, strides, ((0, 0),) * rank, (1,) * rank,
+                         False, False)
+    if x.size and np.less(x, 0).any():
+        fail(op, f"x must be non-negative, found {float(x.min())!r}",
+             "stochastic pooling draws cells with probability proportional to their "
+             "values; apply a ReLU first")
+    if training:
+        uniform = np.random.default_rng(rng).random(lay.lead + win.out_size)
+        return _stochastic_draw(op, x, lay, win, uniform, grad)
+    return _stochastic_mean(op, x, lay, win, grad)
+
+
+def _windows(x3: np.ndarray, kernel3, stride3) -> np.ndarray:
+    """Every window of the canonical planes ``x3`` (P, D, H, W) as (P, oD, oH, oW, K)."""
+    view = np.lib.stride_tricks.sliding_window_view(x3, kernel3, axis=(1, 2, 3))
+    view = view[:, ::stride3[0], ::stride3[1], ::stride3[2]]
+    return view.reshape(view.shape[:4] + (math.prod(kernel3),))
+
+
+def _stochastic_draw(op, x, lay, win, uniform, grad):
+    """One cell per window: the first, in row-major window order, whose running sum of
+    values exceeds ``uniform * (window sum)``; an all-zero window gives 0."""
+    pad = (1,) * (3 - lay.rank)
+    kernel3, stride3 = pad + win.kernel, pad + win.stride
+    x3 = lay.canonical(x)
+    windows = _windows(x3, kernel3, stride3)
+    running = np.cumsum(windows, axis=-1, dtype=np.float64)
+    total = running[..., -1]
+    threshold = uniform.reshape(total.shape) * total
+    pick = np.minimum((running <= threshold[..., None]).sum(axis=-1), windows.shape[-1] - 1)
+    chosen = np.take_along_axis(windows, pick[..., None], axis=-1)[..., 0]
+    empty = ~(total > 0)                              # all zeros (or NaN: kept as NaN)
+    y3 = np.where(total == 0, np.zeros((), x.dtype), chosen)
+    y3 = np.where(np.isnan(total), np.array(np.nan, x.dtype), y3)
+    y = lay.restore(y3, win.out_size)
+    if not grad:
+        return y, None
+    # flat per-plane index of each drawn cell, for the scatter of dy
+    offsets = np.unravel_index(pick, kernel3)
+    spatial3 = x3.shape[1:]
+    starts = np.meshgrid(*(np.arange(n) * s for n, s in zip(total.shape[1:], stride3)),
+                         indexing="ij")
+    cell = [start[None] + offset for start, offset in zip(starts, offsets)]
+    flat = (cell[0] * spatial3[1] + cell[1]) * spatial3[2] + cell[2]
+    cells = math.prod(spatial3)
+    where = (np.arange(x3.shape[0]).reshape(-1, 1, 1, 1) * cells + flat)[~empty]
+
+    def backward(dy3):
+        dx = np.bincount(where, weights=dy3.astype(np.float64)[~empty],
+                         minlength=x3.shape[0] * cells)
+        return dx.astype(dy3.dtype).reshape(x3.shape)
+
+    return y, _ops._pullback(op, y, x, lay, backward)
+
+
+def _stochastic_mean(op, x, lay, win, grad):
+    """``sum(x**2) / sum(x)`` per window (0 for a window of zeros), from two window sums."""
+    work = x.astype(_work_dtype(x.dtype), copy=False)
+    total, total_pullback = _ops._mean(op, work, lay, win, grad, 1)
+    squares, squares_pullback = _ops._mean(op, work * work, lay, win, grad, 1)
+    positive = total > 0
+    safe = np.where(positive, total, 1)
+    mean = np.where(positive, squares / safe, np.where(np.isnan(total), np.nan, 0))
+    y = mean.astype(x.dtype)
+    if not grad:
+        return y, None
+
+    def pullback(dy):
+        dy = _ops._checked_dy(op, dy, y.shape).astype(work.dtype)
+        # d(Q/S)/dx_i = 2 x_i / S - Q / S**2 for the windows holding cell i
+        per_square = np.where(positive, dy / safe, 0)
+        per_total = np.where(positive, -dy * squares / (safe * safe), 0)
+        dx = 2 * work * squares_pullback(per_square) + total_pullback(per_total)
+        return dx.astype(x.dtype)
+
+    return y, pullback
+
+
+# ---------------------------------------------------------- generalized mean (GeM)
+def _positive_number(op: str, name: str, value) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        type_fail(op, f"{name}={value!r} must be a positive number")
+    if not math.isfinite(_ops._as_float(value)) or value <= 0:
+        fail(op, f"{name}={value!r} must be a positive finite number")
+    return float(value)
+
+
+def _gem_exponent(op: str, p, channels: int) -> np.ndarray:
+    """``p`` as a float64 array of shape (), (1,) or (C,), each entry positive, finite."""
+    if isinstance(p, numbers.Real) and not isinstance(p, (bool, np.bool_)):
+        return np.array(_positive_number(op, "p", p))
+    if isinstance(p, (str, bytes, bool, np.bool_)) or p is None:
+        type_fail(op, f"p={p!r} must be a positive number or an array of them")
+    try:
+        array = np.asarray(p)
+    except Exception:  # noqa: BLE001  ragged lists and other things NumPy refuses
+        type_fail(op, f"p={p!r} must be a positive number or an array of them")
+    if array.dtype.kind not in "fiu":
+        type_fail(op, f"p has dtype {array.dtype}; use a float array")
+    if array.shape not in ((), (1,), (channels,)):
+        fail(op, f"p has shape {array.shape}; use a number, shape (1,) or one per channel "
+             f"({channels},)")
+    array = array.astype(np.float64)
+    if not (np.isfinite(array).all() and (array > 0).all()):
+        fail(op, f"p={p!r} must hold positive finite numbers")
+    return array
+
+
+def global_gem_pool(x, p=3.0, eps=1e-6, keepdims=False, *, grad=False):
+    """Generalized-mean pooling, ``mean(max(x, eps)**p) ** (1/p)`` per plane."""
+    op = "global_gem_pool"
+    x = _array_input(op, x)
+    if x.ndim < 3:
+        fail(op, f"x must have shape (N, C, *spatial) with at least one spatial dim, "
+             f"got shape {x.shape}")
+    if any(s == 0 for s in x.shape[2:]):
+        fail(op, f"x has an empty spatial dim, shape {x.shape}")
+    exponent = _gem_exponent(op, p, x.shape[1])
+    floor = _positive_number(op, "eps", eps)
+    keepdims = flag(op, "keepdims", keepdims)
+    work = _work_dtype(x.dtype)
+    spatial = tuple(range(2, x.ndim))
+    power = exponent.astype(work).reshape((-1,) + (1,) * len(spatial))   # per channel
+    clamped = np.maximum(x.astype(work, copy=False), work.type(floor))
+    powered = clamped ** power
+    mean = powered.mean(axis=spatial, keepdims=True, dtype=work)
+    pooled = mean ** (1 / power)
+    y = (pooled if keepdims else pooled.reshape(x.shape[:2])).astype(x.dtype)
+    if not grad:
+        return y, None
+
+    def pullback(dy):
+        dy = _ops._checked_dy(op, dy, y.shape).astype(work).reshape(pooled.shape)
+        cells = math.prod(x.shape[2:])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # dy/dx = m**(1/p - 1) * c**(p - 1) / cells where x >= eps (clamp's rule)
+            scale = dy * pooled / mean / cells
+            dx = np.where(x >= floor, scale * powered / clamped, 0).astype(x.dtype)
+            # dy/dp = y * (mean(c**p log c) / (p m) - log(m) / p**2)
+            weighted = (powered * np.log(clamped)).mean(axis=spatial, keepdims=True)
+            per_plane = dy * pooled * (weighted / (power * mean) - np.log(mean) / power ** 2)
+        per_channel = exponent.shape == (x.shape[1],)
+        dp = per_plane.sum(axis=(0,) + spatial, dtype=np.float64) if per_channel else (
+            per_plane.sum(dtype=np.float64))
+        return {"x": dx, "p": np.asarray(dp, x.dtype).reshape(exponent.shape)}
+
+    return y, pullback
+
+
+# ---------------------------------------------------------------- blur pooling
+#: numpy.pad's name of each padding mode
+PADDING_MODES = {"reflect": "reflect", "zeros": "constant", "replicate": "edge",
+                 "circular": "wrap"}
+MAX_FILTER = 7
+
+
+def binomial_filter(size: int) -> np.ndarray:
+    """The normalised 1-D binomial filter of ``size`` taps (row ``size - 1`` of Pascal's
+    triangle over its sum ``2**(size - 1)``: exact in binary floating point)."""
+    row = np.array([math.comb(size - 1, j) for j in range(size)], dtype=np.float64)
+    return row / row.sum()
+
+
+def _blur_arguments(op: str, rank: int, x, filter_size, stride, padding_mode):
+    sizes = int_tuple(op, "filter_size", filter_size, rank)
+    if any(k > MAX_FILTER for k in sizes):
+        fail(op, f"filter_size={filter_size!r} must be at most {MAX_FILTER}",
+             "the binomial filters have 1 to 7 taps")
+    strides = int_tuple(op, "stride", stride, rank)
+    mode = choice(op, "padding_mode", padding_mode, tuple(PADDING_MODES))
+    spatial = x.shape[x.ndim - rank:]
+    for n, k in zip(spatial, sizes):
+        before, after = (k - 1) // 2, k // 2
+        if mode == "reflect" and max(before, after) >= n:
+            fail(op, f"padding_mode='reflect' with filter_size={filter_size!r} pads "
+                 f"{max(before, after)} cells, which needs every spatial size above that; "
+                 f"got input of spatial size {tuple(spatial)}",
+                 "use a smaller filter_size or padding_mode='replicate'")
+        if mode == "circular" and max(before, after) > n:
+            fail(op, f"padding_mode='circular' with filter_size={filter_size!r} pads "
+                 f"{max(before, after)} cells, more than the input of spatial size "
+                 f"{tuple(spatial)} holds")
+    return sizes, strides, mode
+
+
+def blur_pool(op: str, rank: int, x, filter_size=3, stride=2, padding_mode="reflect", *,
+              grad=False):
+    """Zhang 2019: depthwise binomial blur, then subsampling by ``stride``."""
+    x = _array_input(op, x)
+    layout_of(op, x, rank)
+    sizes, strides, mode = _blur_arguments(op, rank, x, filter_size, stride, padding_mode)
+    return _blur(op, rank, x, sizes, strides, mode, grad)
+
+
+def _blur(op, rank, x, sizes, strides, mode, grad):
+    """The blur as one strided 1-D pass per spatial dim, the last dim first (it shrinks
+    the data the other passes read)."""
+    work = _work_dtype(x.dtype)
+    y = x.astype(work, copy=False)
+    passes = []
+    for axis in range(x.ndim - 1, x.ndim - rank - 1, -1):
+        dim = axis - (x.ndim - rank)
+        step = _BlurPass(axis, y.shape[axis], sizes[dim], strides[dim], mode, work)
+        y = step.forward(y)
+        passes.append(step)
+    result = y.astype(x.dtype, copy=False)
+    if not grad:
+        return result, None
+
+    def pullback(dy):
+        dy = _ops._checked_dy(op, dy, result.shape).astype(work)
+        for step in reversed(passes):
+            dy = step.backward(dy)
+        return dy.astype(x.dtype)
+
+    return result, pullback
+
+
+class _BlurPass:
+    """One dim's padding, binomial filter and stride: ``forward`` and its adjoint."""
+
+    def __init__(self, axis: int, size: int, taps: int, stride: int, mode: str, dtype):
+        self.axis, self.size, self.stride, self.mode = axis, size, stride, mode
+        self.weights = binomial_filter(taps).astype(dtype)
+        self.before, self.after = (taps - 1) // 2, taps // 2
+        self.padded = size + self.before + self.after
+        self.out = -(-size // stride)
+        # where each padded cell reads from (-1: a zero)
+        cell = np.arange(self.padded) - self.before
+        if mode == "reflect":
+            cell = np.abs(cell)
+            cell = np.where(cell >= size, 2 * (size - 1) - cell, cell)
+        elif mode == "replicate":
+            cell = np.clip(cell, 0, size - 1)
+        elif mode == "circular":
+            cell = cell % size
+        else:
+            cell = np.where((cell >= 0) & (cell < size), cell, -1)
+        self.source = cell
+
+    def _tap(self, j: int):
+        """The padded cells tap ``j`` reads, one per output, along the pass's axis."""
+        return slice(j, j + self.stride * (self.out - 1) + 1, self.stride)
+
+    def _along(self, index, ndim: int):
+        return (slice(None),) * self.axis + (index,) + (slice(None),) * (ndim - self.axis - 1)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if self.mode == "zeros":
+            widths = [(0, 0)] * x.ndim
+            widths[self.axis] = (self.before, self.after)
+            padded = np.pad(x, widths)
+        else:
+            padded = np.take(x, self.source, axis=self.axis)
+        taps = len(self.weights)
+        # the filter is symmetric: tap j and tap taps-1-j share a weight
+        y = None
+        for j in range(taps // 2 + taps % 2):
+            mirror = taps - 1 - j
+            term = padded[self._along(self._tap(j), x.ndim)]
+            term = term + padded[self._along(self._tap(mirror), x.ndim)] if mirror != j \
+                else term.copy()
+            term *= self.weights[j]
+            y = term if y is None else np.add(y, term, out=y)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        shape = list(dy.shape)
+        shape[self.axis] = self.padded
+        dpadded = np.zeros(shape, dy.dtype)
+        for j, weight in enumerate(self.weights):
+            dpadded[self._along(self._tap(j), dy.ndim)] += weight * dy
+        inside = slice(self.before, self.before + self.size)
+        dx = dpadded[self._along(inside, dy.ndim)].copy()
+        if self.mode != "zeros":   # the padded cells' gradient goes to the cells they copy
+            edges = list(range(self.before)) + list(range(self.before + self.size,
+                                                          self.padded))
+            for position in edges:
+                dx[self._along(self.source[position], dy.ndim)] += \
+                    dpadded[self._along(position, dy.ndim)]
+        return dx
+
+
+def max_blur_pool(op: str, x, kernel_size=2, filter_size=3, stride=2,
+                  padding_mode="reflect", *, grad=False):
+    """Max pooling with stride 1 and no padding, then the blur pool (Zhang 2019)."""
+    rank = 2
+    x = _array_input(op, x)
+    lay = layout_of(op, x, rank)
+    kernel = int_tuple(op, "kernel_size", kernel_size, rank)
+    win = sliding_window(op, lay.spatial, kernel, (1,) * rank, ((0, 0),) * rank,
+                         (1,) * rank, False, False)
+    peak, peak_pullback = _ops._extreme("max", op, x, lay, win, False, "first", grad)
+    sizes, strides, mode = _blur_arguments(op, rank, peak, filter_size, stride, padding_mode)
+    y, blur_pullback = _blur(op, rank, peak, sizes, strides, mode, grad)
+    if not grad:
+        return y, None
+    return y, lambda dy: peak_pullback(blur_pullback(dy))
+
+
+# ---------------------------------------------------------- spatial pyramid pooling
+PYRAMID_MODES = ("max", "avg")
+
+
+def _levels(op: str, levels) -> Tuple[int, ...]:
+    items = (levels,) if is_int(levels) else levels
+    if not isinstance(items, (tuple, list)) or not items or not all(is_int(n) for n in items):
+        type_fail(op, f"levels={levels!r} must be an int or a non-empty tuple of ints")
+    return tuple(int_tuple(op, "levels", n, 1)[0] for n in items)
+
+
+def spatial_pyramid_pool(x, levels=(1, 2, 4), mode="max", *, grad=False):
+    """He et al. 2014: adaptive pools to n x n (x n) for each level n, flattened from
+    (C, n, n) and concatenated: (N, C * sum(n**rank))."""
+    op = "spatial_pyramid_pool"
+    mode = choice(op, "mode", mode, PYRAMID_MODES)
+    x = _array_input(op, x, integers=mode == "max")
+    if x.ndim not in (4, 5):
+        fail(op, f"x must have 4 dims (N, C, H, W) or 5 (N, C, D, H, W), got shape "
+             f"{x.shape}")
+    rank = x.ndim - 2
+    sizes = _levels(op, levels)
+    pooled, pullbacks = [], []
+    for n in sizes:
+        if mode == "max":
+            part, pullback = _ops.adaptive_max_pool(op, rank, x, n, grad=grad)
+        else:
+            part, pullback = _ops.adaptive_avg_pool(op, rank, x, n, grad=grad)
+        pooled.append(part.reshape(len(x), -1))
+        pullbacks.append((part.shape, pullback))
+    y = np.concatenate(pooled, axis=1)
+    if not grad:
+        return y, None
+    bounds = np.cumsum([0] + [p.shape[1] for p in pooled])
+
+    def pullback(dy):
+        dy = _ops._checked_dy(op, dy, y.shape)
+        dx = None
+        for (shape, level_pullback), lo, hi in zip(pullbacks, bounds[:-1], bounds[1:]):
+            part = level_pullback(dy[:, lo:hi].reshape(shape))
+            dx = part if dx is None else np.add(dx, part, out=dx)
+        return dx
+
+    return y, pullback
