@@ -60,7 +60,7 @@ class Pool:
 
     def __init__(self, *args, **kwargs):
         arguments = bind_arguments(type(self).__name__, self._signature, args, kwargs)
-        self.params = {name: np.array(arguments.pop(name), dtype=np.float64, ndmin=1)
+        self.params = {name: _learnable_array(type(self).__name__, name, arguments.pop(name))
                        for name in self._learnable}
         self.grads = {}
         self.arguments = arguments
@@ -110,6 +110,15 @@ class Pool:
         values = {**self.arguments, **self.params}
         args = ", ".join(f"{name}={values[name]!r}" for name, _ in self._signature)
         return f"{type(self).__name__}({args})"
+
+
+def _learnable_array(owner: str, name: str, value) -> np.ndarray:
+    """A learnable argument as the float64 array (at least 1-D) a layer keeps and trains."""
+    try:
+        return np.array(value, dtype=np.float64, ndmin=1)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: {name}={value!r} must be a number or an array of "
+                        f"numbers") from None
 
 
 _REQUIRED = inspect.Parameter.empty

@@ -44,16 +44,35 @@ def stochastic_pool(op: str, rank: int, x, kernel_size, stride=None, training=Tr
     kernel = int_tuple(op, "kernel_size", kernel_size, rank)
     strides = stride_or_kernel(op, stride, rank, kernel)
     training = flag(op, "training", training)
-    win = sliding_window(op, lay.spatial, kernel, strides, ((0, 0),) * rank, (1,) * rank,
-                         False, False)
+    win = _unpadded_window(op, lay.spatial, kernel, strides)
     if x.size and np.less(x, 0).any():
         fail(op, f"x must be non-negative, found {float(x.min())!r}",
              "stochastic pooling draws cells with probability proportional to their "
              "values; apply a ReLU first")
     if training:
-        uniform = np.random.default_rng(rng).random(lay.lead + win.out_size)
+        uniform = _generator(op, rng).random(lay.lead + win.out_size)
         return _stochastic_draw(op, x, lay, win, uniform, grad)
     return _stochastic_mean(op, x, lay, win, grad)
+
+
+def _unpadded_window(op: str, spatial, kernel, strides):
+    """The Window of windows of ``kernel`` at ``strides`` with no padding."""
+    if any(k > n for k, n in zip(kernel, spatial)):
+        fail(op, f"kernel_size={kernel} does not fit in the input of spatial size "
+             f"{tuple(spatial)}", "these windows take no padding")
+    rank = len(kernel)
+    return sliding_window(op, spatial, kernel, strides, ((0, 0),) * rank, (1,) * rank,
+                          False, False)
+
+
+def _generator(op: str, rng) -> np.random.Generator:
+    """``numpy.random.default_rng(rng)``, its complaints about ``rng`` named for ``op``."""
+    try:
+        return np.random.default_rng(rng)
+    except TypeError as error:
+        type_fail(op, f"rng={rng!r} is not a seed or a generator ({error})")
+    except ValueError as error:
+        fail(op, f"rng={rng!r} is not a seed or a generator ({error})")
 
 
 def _windows(x3: np.ndarray, kernel3, stride3) -> np.ndarray:
@@ -334,8 +353,7 @@ def max_blur_pool(op: str, x, kernel_size=2, filter_size=3, stride=2,
     x = _array_input(op, x)
     lay = layout_of(op, x, rank)
     kernel = int_tuple(op, "kernel_size", kernel_size, rank)
-    win = sliding_window(op, lay.spatial, kernel, (1,) * rank, ((0, 0),) * rank,
-                         (1,) * rank, False, False)
+    win = _unpadded_window(op, lay.spatial, kernel, (1,) * rank)
     peak, peak_pullback = _ops._extreme("max", op, x, lay, win, False, "first", grad)
     sizes, strides, mode = _blur_arguments(op, rank, peak, filter_size, stride, padding_mode)
     y, blur_pullback = _blur(op, rank, peak, sizes, strides, mode, grad)
@@ -352,6 +370,8 @@ def _levels(op: str, levels) -> Tuple[int, ...]:
     items = (levels,) if is_int(levels) else levels
     if not isinstance(items, (tuple, list)) or not items or not all(is_int(n) for n in items):
         type_fail(op, f"levels={levels!r} must be an int or a non-empty tuple of ints")
+    if any(n < 1 for n in items):
+        fail(op, f"levels={levels!r} must hold sizes of at least 1")
     return tuple(int_tuple(op, "levels", n, 1)[0] for n in items)
 
 
