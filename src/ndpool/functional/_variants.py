@@ -7,6 +7,7 @@ gradients, one per name of the op's ``_ndpool_wrt``.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from typing import Tuple
@@ -75,36 +76,45 @@ def _generator(op: str, rng) -> np.random.Generator:
         fail(op, f"rng={rng!r} is not a seed or a generator ({error})")
 
 
-def _windows(x3: np.ndarray, kernel3, stride3) -> np.ndarray:
-    """Every window of the canonical planes ``x3`` (P, D, H, W) as (P, oD, oH, oW, K)."""
-    view = np.lib.stride_tricks.sliding_window_view(x3, kernel3, axis=(1, 2, 3))
-    view = view[:, ::stride3[0], ::stride3[1], ::stride3[2]]
-    return view.reshape(view.shape[:4] + (math.prod(kernel3),))
+def _taps(x3: np.ndarray, kernel3, stride3, out3):
+    """Each window tap's cells, one per window, as strided views of the canonical planes
+    ``x3`` (P, D, H, W), in row-major window order: no window is copied."""
+    for offset in itertools.product(*map(range, kernel3)):
+        yield x3[(slice(None),) + tuple(slice(o, o + s * (n - 1) + 1, s)
+                                        for o, s, n in zip(offset, stride3, out3))]
 
 
 def _stochastic_draw(op, x, lay, win, uniform, grad):
     """One cell per window: the first, in row-major window order, whose running sum of
-    values exceeds ``uniform * (window sum)``; an all-zero window gives 0."""
+    values exceeds ``uniform * (window sum)``; an all-zero window gives 0. The sums run
+    tap by tap in float64, in the same order as a loop over the window would."""
     pad = (1,) * (3 - lay.rank)
-    kernel3, stride3 = pad + win.kernel, pad + win.stride
+    kernel3, stride3, out3 = pad + win.kernel, pad + win.stride, pad + win.out_size
     x3 = lay.canonical(x)
-    windows = _windows(x3, kernel3, stride3)
-    running = np.cumsum(windows, axis=-1, dtype=np.float64)
-    total = running[..., -1]
+    taps = math.prod(kernel3)
+    total = np.zeros((x3.shape[0],) + out3)
+    for cells in _taps(x3, kernel3, stride3, out3):
+        total += cells
     threshold = uniform.reshape(total.shape) * total
-    pick = np.minimum((running <= threshold[..., None]).sum(axis=-1), windows.shape[-1] - 1)
-    chosen = np.take_along_axis(windows, pick[..., None], axis=-1)[..., 0]
+    running = np.zeros_like(total)
+    pick = np.zeros(total.shape, np.int32)       # how many running sums stay <= threshold
+    for cells in _taps(x3, kernel3, stride3, out3):
+        running += cells
+        pick += running <= threshold
+    np.minimum(pick, taps - 1, out=pick)
+    chosen = np.zeros(total.shape, x.dtype)
+    for j, cells in enumerate(_taps(x3, kernel3, stride3, out3)):
+        np.copyto(chosen, cells, where=pick == j)
     empty = ~(total > 0)                              # all zeros (or NaN: kept as NaN)
-    y3 = np.where(total == 0, np.zeros((), x.dtype), chosen)
-    y3 = np.where(np.isnan(total), np.array(np.nan, x.dtype), y3)
-    y = lay.restore(y3, win.out_size)
+    chosen[total == 0] = 0
+    chosen[np.isnan(total)] = np.nan
+    y = lay.restore(chosen, win.out_size)
     if not grad:
         return y, None
     # flat per-plane index of each drawn cell, for the scatter of dy
     offsets = np.unravel_index(pick, kernel3)
     spatial3 = x3.shape[1:]
-    starts = np.meshgrid(*(np.arange(n) * s for n, s in zip(total.shape[1:], stride3)),
-                         indexing="ij")
+    starts = np.meshgrid(*(np.arange(n) * s for n, s in zip(out3, stride3)), indexing="ij")
     cell = [start[None] + offset for start, offset in zip(starts, offsets)]
     flat = (cell[0] * spatial3[1] + cell[1]) * spatial3[2] + cell[2]
     cells = math.prod(spatial3)
@@ -171,6 +181,19 @@ def _gem_exponent(op: str, p, channels: int) -> np.ndarray:
     return array
 
 
+def _power(base: np.ndarray, exponent: np.ndarray, power: np.ndarray) -> np.ndarray:
+    """``base ** power`` for positive ``base``: products for a small whole exponent (as
+    exact as pow, and several times faster), else ``exp(power * log(base))``, whose
+    vectorised exp and log beat NumPy's generic pow."""
+    if exponent.size == 1 and float(exponent.flat[0]) in (1.0, 2.0, 3.0, 4.0):
+        whole = int(exponent.flat[0])
+        out = base.copy()
+        for _ in range(whole - 1):
+            out *= base
+        return out
+    return np.exp(power * np.log(base))
+
+
 def global_gem_pool(x, p=3.0, eps=1e-6, keepdims=False, *, grad=False):
     """Generalized-mean pooling, ``mean(max(x, eps)**p) ** (1/p)`` per plane."""
     op = "global_gem_pool"
@@ -187,7 +210,7 @@ def global_gem_pool(x, p=3.0, eps=1e-6, keepdims=False, *, grad=False):
     spatial = tuple(range(2, x.ndim))
     power = exponent.astype(work).reshape((-1,) + (1,) * len(spatial))   # per channel
     clamped = np.maximum(x.astype(work, copy=False), work.type(floor))
-    powered = clamped ** power
+    powered = _power(clamped, exponent, power)
     mean = powered.mean(axis=spatial, keepdims=True, dtype=work)
     pooled = mean ** (1 / power)
     y = (pooled if keepdims else pooled.reshape(x.shape[:2])).astype(x.dtype)
