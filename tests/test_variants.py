@@ -357,6 +357,39 @@ def test_blur_against_torch(rank, filter_size, stride, mode):
     assert_close(pullback(dy), tdx, np.float64, exact=False, scale=4)
 
 
+@pytest.mark.parametrize("filter_size", range(1, 8))
+@pytest.mark.parametrize("mode", TORCH_MODES)
+def test_blur_long_dims_against_torch(filter_size, mode):
+    """Dims longer than MATRIX_SIZE take the strided-slice passes, not the matrix product;
+    one dim each way here."""
+    from ndpool.functional import _variants
+
+    rng = np.random.default_rng(filter_size)
+    x = rng.standard_normal((1, 2, _variants.MATRIX_SIZE + 7, 9))
+    y, pullback = ndpool.vjp(ndpool.blur_pool2d, x, filter_size, (2, 3), mode)
+    dy = rng.standard_normal(y.shape)
+    ty, tdx = torch_run(torch_blur(2, filter_size, (2, 3), mode, 2), x, dy)
+    assert_close(y, ty, np.float64, exact=False)
+    assert_close(pullback(dy), tdx, np.float64, exact=False, scale=4)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_blur_matrix_and_slice_passes_agree(monkeypatch, rank):
+    from ndpool.functional import _variants
+
+    rng = np.random.default_rng(rank)
+    x = rng.standard_normal((2, 3) + (7, 6, 5)[:rank])
+    op = getattr(ndpool, f"blur_pool{rank}d")
+    for filter_size, stride, mode in itertools.product((2, 3, 5), (1, 2), TORCH_MODES):
+        y, pullback = ndpool.vjp(op, x, filter_size, stride, mode)
+        dy = rng.standard_normal(y.shape)
+        with monkeypatch.context() as patch:
+            patch.setattr(_variants, "MATRIX_SIZE", 0)
+            y2, pullback2 = ndpool.vjp(op, x, filter_size, stride, mode)
+            np.testing.assert_allclose(y, y2, rtol=1e-13, atol=1e-14)
+            np.testing.assert_allclose(pullback(dy), pullback2(dy), rtol=1e-13, atol=1e-14)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_blur_low_precision_against_torch(dtype):
     rng = np.random.default_rng(14)

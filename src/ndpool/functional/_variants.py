@@ -304,6 +304,12 @@ def _blur(op, rank, x, sizes, strides, mode, grad):
     return result, pullback
 
 
+#: a dim of at most this many cells is blurred as one matrix product (the pass's padding,
+#: filter and stride as a (size, out) matrix: no padded copy, and BLAS beats NumPy's short
+#: strided loops); longer dims in strided slices, whose cost does not grow with the size
+MATRIX_SIZE = 64
+
+
 class _BlurPass:
     """One dim's padding, binomial filter and stride: ``forward`` and its adjoint."""
 
@@ -325,6 +331,28 @@ class _BlurPass:
         else:
             cell = np.where((cell >= 0) & (cell < size), cell, -1)
         self.source = cell
+        self.matrix = self._matrix(dtype) if size <= MATRIX_SIZE else None
+
+    def _matrix(self, dtype) -> np.ndarray:
+        """The pass as a (size, out) matrix: column o holds each input cell's weight in
+        output o (a padded cell's weight added to the cell it copies)."""
+        matrix = np.zeros((self.size, self.out))
+        outputs = np.arange(self.out)
+        for j, weight in enumerate(self.weights.astype(np.float64)):
+            source = self.source[outputs * self.stride + j]
+            inside = source >= 0
+            np.add.at(matrix, (source[inside], outputs[inside]), weight)
+        return matrix.astype(dtype)
+
+    def _product(self, a: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        """``a`` times ``matrix`` (rows: a's cells along the axis) along the pass's axis."""
+        lead, tail = math.prod(a.shape[:self.axis]), math.prod(a.shape[self.axis + 1:])
+        shape = list(a.shape)
+        shape[self.axis] = matrix.shape[1]
+        if tail == 1:   # stacked small products: far faster than one tall, thin GEMM
+            rows = a.shape[self.axis - 1] if self.axis else 1
+            return np.matmul(a.reshape(-1, rows, a.shape[self.axis]), matrix).reshape(shape)
+        return np.matmul(matrix.T, a.reshape(lead, a.shape[self.axis], tail)).reshape(shape)
 
     def _tap(self, j: int):
         """The padded cells tap ``j`` reads, one per output, along the pass's axis."""
@@ -351,6 +379,8 @@ class _BlurPass:
         return padded
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        if self.matrix is not None:
+            return self._product(x, self.matrix)
         padded = self._pad(x)
         taps = len(self.weights)
         # the filter is symmetric: tap j and tap taps-1-j share a weight
@@ -365,6 +395,8 @@ class _BlurPass:
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
+        if self.matrix is not None:
+            return self._product(dy, self.matrix.T)
         shape = list(dy.shape)
         shape[self.axis] = self.padded
         dpadded = np.zeros(shape, dy.dtype)
