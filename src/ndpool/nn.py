@@ -49,8 +49,8 @@ class Pool:
     """Base of every layer: binds constructor arguments to the op's keyword arguments."""
 
     op = None
-    # (name, default) in torch.nn's constructor order; private, so that hand-built
-    # frameworks keep `params` free for their weights
+    # (name, default) in torch.nn's constructor order; private, so that `params` holds
+    # only the learnable arrays a hand-built framework trains
     _signature: tuple = ()
     # the stubs make layers generic in what forward returns (an array, or with
     # return_indices an (array, indices) pair), so `MaxPool2d[...]` must work at run time
