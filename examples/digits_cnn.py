@@ -1,17 +1,40 @@
 """A small convolutional network written from scratch in NumPy, pooled by ndpool.
 
 It learns scikit-learn's bundled 8x8 handwritten digits (offline) and prints the test
-accuracy. Every layer has ``forward(x)`` and ``backward(dy)``; the pooling layer is
-``ndpool.nn.MaxPool2d``, the rest is written out here in a few lines each:
+accuracy. Every layer has ``forward(x)`` and ``backward(dy)``; the pooling layers come
+from ``ndpool.nn`` (``MaxPool2d`` by default), the rest is written out here in a few
+lines each:
 
-    conv 3x3 (1 -> 16) -> ReLU -> max pool 2 -> conv 3x3 (16 -> 32) -> ReLU -> max pool 2
+    conv 3x3 (1 -> 16) -> ReLU -> pool 2 -> conv 3x3 (16 -> 32) -> ReLU -> pool 2
     -> flatten -> linear (128 -> 10) -> softmax cross-entropy, trained with Adam
     (cosine-decayed learning rate); about 0.98 test accuracy in a few seconds.
 
-Run it with ``python examples/digits_cnn.py``; import it to reuse the layers.
+Run it with ``python examples/digits_cnn.py [--pool NAME]``; import it to reuse the
+layers. ``--pool`` picks the pooling layer from ``POOLS``:
+
+    max         ndpool.nn.MaxPool2d(2)
+    avg         ndpool.nn.AvgPool2d(2)
+    stochastic  ndpool.nn.StochasticPool2d(2): a cell drawn per window in training,
+                the probability-weighted mean at test time (Zeiler & Fergus 2013)
+    blur        ndpool.nn.MaxBlurPool2d(2): max with stride 1, then a [1, 2, 1] blur
+                subsampled by 2 (Zhang 2019's replacement for max pooling)
+    soft        ndpool.nn.SoftPool2d(2) (Stergiou et al. 2021)
+    attention   ndpool.attention_pool2d with logits from a learned 1x1 convolution
+                (LIP, Gao et al. 2019)
+
+Measured (20 epochs, seed 0; the accuracies are reproducible, the times are from a
+2-core machine shared with other jobs, load about 8, so read them relative to each other):
+
+    --pool      test accuracy   wall     CPU
+    max         0.983           82 s     34 s
+    avg         0.972           72 s     32 s
+    stochastic  0.986           87 s     37 s
+    blur        0.989           77 s     37 s
 """
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 
 import numpy as np
@@ -63,6 +86,28 @@ class Conv2d:
         return dpadded[:, :, p:padded_shape[2] - p, p:padded_shape[3] - p]
 
 
+class AttentionPool:
+    """LIP (Gao et al. 2019): each 2x2 window's cells weighted by the softmax of logits
+    that a learned 1x1 convolution makes from the input, through
+    ``ndpool.attention_pool2d`` and its gradients for both ``x`` and ``logits``."""
+
+    def __init__(self, channels, kernel_size=2, *, rng, dtype=np.float32):
+        self.logits = Conv2d(channels, channels, kernel_size=1, padding=0, rng=rng,
+                             dtype=dtype)
+        self.kernel_size = kernel_size
+        self.trainable, self.grads = self.logits.trainable, self.logits.grads
+
+    def forward(self, x):
+        logits = self.logits.forward(x)
+        y, self._pullback = ndpool.vjp(ndpool.attention_pool2d, x, logits, self.kernel_size,
+                                       wrt=("x", "logits"))
+        return y
+
+    def backward(self, dy):
+        dx, dlogits = self._pullback(dy)
+        return dx + self.logits.backward(dlogits)
+
+
 class ReLU:
     def forward(self, x):
         self._positive = x > 0
@@ -111,16 +156,44 @@ def softmax_cross_entropy(logits, labels):
 
 
 # ----------------------------------------------------------------------- the network
+#: --pool NAME -> make(channels, rng, dtype): a pooling layer that halves 8x8 and 4x4 maps
+POOLS = {
+    "max": lambda channels, rng, dtype: ndpool.nn.MaxPool2d(2),
+    "avg": lambda channels, rng, dtype: ndpool.nn.AvgPool2d(2),
+    "stochastic": lambda channels, rng, dtype: ndpool.nn.StochasticPool2d(
+        2, rng=np.random.default_rng(rng.integers(2**32))),
+    "blur": lambda channels, rng, dtype: ndpool.nn.MaxBlurPool2d(2),
+    "soft": lambda channels, rng, dtype: ndpool.nn.SoftPool2d(2),
+    "attention": lambda channels, rng, dtype: AttentionPool(channels, rng=rng, dtype=dtype),
+}
+#: the --pool choices
+CHOICES = tuple(POOLS)
+
+
 class DigitsCNN:
     """conv-ReLU-pool twice, then a linear layer, for (N, 1, 8, 8) images and 10 classes."""
 
-    def __init__(self, channels=(16, 32), *, seed=0, dtype=np.float32):
+    def __init__(self, channels=(16, 32), *, seed=0, dtype=np.float32, pool="max"):
+        if pool not in POOLS:
+            raise ValueError(f"pool={pool!r} is not available: choose one of {', '.join(POOLS)}")
         rng = np.random.default_rng(seed)
         first, second = channels
-        self.layers = [Conv2d(1, first, rng=rng, dtype=dtype), ReLU(), ndpool.nn.MaxPool2d(2),
+        make = POOLS[pool]
+        self.layers = [Conv2d(1, first, rng=rng, dtype=dtype), ReLU(),
+                       make(first, rng, dtype),
                        Conv2d(first, second, rng=rng, dtype=dtype), ReLU(),
-                       ndpool.nn.MaxPool2d(2),
+                       make(second, rng, dtype),
                        Flatten(), Linear(second * 2 * 2, 10, rng=rng, dtype=dtype)]
+
+    def train(self, mode=True):
+        """Training or (``mode=False``) evaluation mode for the layers that have both."""
+        for layer in self.layers:
+            if hasattr(layer, "train"):
+                layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
 
     def forward(self, x):
         for layer in self.layers:
@@ -135,7 +208,8 @@ class DigitsCNN:
     def parameters(self):
         """``(layer, name)`` of every trainable array, in a fixed order.
 
-        (Trainable arrays live in ``trainable``, apart from the pooling layers' arguments.)
+        (Trainable arrays live in ``trainable``, apart from the pooling layers' arguments;
+        the attention pool's 1x1 convolution has its own.)
         """
         return [(layer, name) for layer in self.layers
                 for name in getattr(layer, "trainable", {})]
@@ -146,8 +220,13 @@ class DigitsCNN:
         return loss, self.backward(dlogits)
 
     def predict(self, x, batch_size=512):
-        return np.concatenate([self.forward(x[i:i + batch_size]).argmax(axis=1)
-                               for i in range(0, len(x), batch_size)])
+        """Classes of ``x``, in evaluation mode (stochastic pooling takes its mean)."""
+        self.eval()
+        try:
+            return np.concatenate([self.forward(x[i:i + batch_size]).argmax(axis=1)
+                                   for i in range(0, len(x), batch_size)])
+        finally:
+            self.train()
 
 
 class Adam:
@@ -185,9 +264,9 @@ def load_digits_split(seed=0, dtype=np.float32):
                             stratify=digits.target)
 
 
-def train(epochs=20, batch_size=32, lr=1e-2, seed=0, log=print):
+def train(epochs=20, batch_size=32, lr=1e-2, seed=0, log=print, pool="max"):
     x_train, x_test, y_train, y_test = load_digits_split(seed)
-    model = DigitsCNN(seed=seed)
+    model = DigitsCNN(seed=seed, pool=pool)
     optimiser = Adam(model, lr=lr)
     rng = np.random.default_rng(seed)
     steps_per_epoch = -(-len(x_train) // batch_size)
@@ -209,8 +288,18 @@ def train(epochs=20, batch_size=32, lr=1e-2, seed=0, log=print):
     return model, accuracy
 
 
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", choices=CHOICES, default="max",
+                        help="the pooling layer (default: max)")
+    parser.add_argument("--epochs", type=int, default=20)
+    args = parser.parse_args(argv)
+    started, cpu = time.perf_counter(), time.process_time()
+    _, test_accuracy = train(epochs=args.epochs, pool=args.pool)
+    print(f"--pool {args.pool}: test accuracy: {test_accuracy:.3f}")
+    print(f"({time.perf_counter() - started:.1f} s, {time.process_time() - cpu:.1f} s of CPU)")
+    return 0
+
+
 if __name__ == "__main__":
-    started = time.perf_counter()
-    _, test_accuracy = train()
-    print(f"test accuracy: {test_accuracy:.3f}")
-    print(f"({time.perf_counter() - started:.1f} s)")
+    sys.exit(main())

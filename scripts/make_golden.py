@@ -177,6 +177,7 @@ def main():
     median_cases()
     region_cases()
     softmax_cases()
+    variant_cases()
     total = sum(f.stat().st_size for f in OUT.glob("*.npz"))
     print(f"wrote {len(list(OUT.glob('*.npz')))} files, {total} bytes, to {OUT}")
 
@@ -317,6 +318,54 @@ def softmax_cases():
         logits = (rng.standard_normal(shape) * 2).astype(np.float32)
         case(f"attention_pool{rank}d", f"attention_pool{rank}d", x, ("@logits", k),
              dict(stride=st, padding=p), weighted(rank, logits), arrays={"logits": logits})
+def binomial_blur(rank, filter_size, stride, mode, channels):
+    """antialiased-cnns' BlurPool: F.pad by (k - 1) // 2 before and k // 2 after, then a
+    depthwise convolution with the normalised binomial filter."""
+    import math
+
+    row = torch.tensor([math.comb(filter_size - 1, j) for j in range(filter_size)],
+                       dtype=torch.float64)
+    weight = row / row.sum()
+    for _ in range(rank - 1):
+        weight = weight[..., None] * (row / row.sum())
+    weight = weight.expand((channels, 1) + (filter_size,) * rank)
+    pads = [(filter_size - 1) // 2, filter_size // 2] * rank
+    torch_mode = {"zeros": "constant"}.get(mode, mode)
+    conv = getattr(F, f"conv{rank}d")
+    return lambda t: conv(F.pad(t, pads, mode=torch_mode), weight.to(t.dtype),
+                          stride=stride, groups=channels)
+
+
+def variant_cases():
+    """The variants of issue 12 from their closed forms in torch (own seed, so that adding
+    these left the other files as they were); stochastic pooling in evaluation mode."""
+    rng = np.random.default_rng(12)
+    x1, x2, x3 = (tie_free(rng, s) for s in [(2, 3, 11), (2, 2, 7, 9), (1, 2, 5, 6, 5)])
+    p2, p3 = (tie_free(rng, s, positive=True) for s in [(2, 2, 7, 9), (1, 2, 5, 6, 5)])
+    ignore = lambda fn: lambda t, *_, **__: fn(t)
+
+    def stochastic_mean(rank, kernel, stride):
+        avg = getattr(F, f"avg_pool{rank}d")
+        return lambda t: avg(t * t, kernel, stride) / avg(t, kernel, stride)
+
+    case("stochastic_pool2d", "stochastic_pool2d", p2, (3,), dict(stride=2, training=False),
+         ignore(stochastic_mean(2, 3, 2)))
+    case("stochastic_pool3d", "stochastic_pool3d", p3, (2,), dict(training=False),
+         ignore(stochastic_mean(3, 2, 2)))
+    case("blur_pool1d", "blur_pool1d", x1, (4, 2, "reflect"), {},
+         ignore(binomial_blur(1, 4, 2, "reflect", 3)))
+    case("blur_pool2d", "blur_pool2d", x2.astype(np.float64), (5,),
+         dict(stride=3, padding_mode="zeros"), ignore(binomial_blur(2, 5, 3, "zeros", 2)))
+    case("blur_pool3d", "blur_pool3d", x3, (3, (1, 2, 2), "replicate"), {},
+         ignore(binomial_blur(3, 3, (1, 2, 2), "replicate", 2)))
+    case("max_blur_pool2d", "max_blur_pool2d", x2, (2, 3, 2, "circular"), {},
+         ignore(lambda t: binomial_blur(2, 3, 2, "circular", 2)(F.max_pool2d(t, 2, 1))))
+    case("global_gem_pool", "global_gem_pool", p3.astype(np.float64), (),
+         dict(p=2.5, eps=1e-6),
+         ignore(lambda t: t.clamp(min=1e-6).pow(2.5).mean(dim=(2, 3, 4)).pow(1 / 2.5)))
+    case("spatial_pyramid_pool", "spatial_pyramid_pool", x2, ((1, 2, 3), "max"), {},
+         ignore(lambda t: torch.cat([F.adaptive_max_pool2d(t, n).flatten(1)
+                                     for n in (1, 2, 3)], 1)))
 
 
 if __name__ == "__main__":

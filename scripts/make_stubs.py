@@ -45,6 +45,13 @@ TYPES = {
     "sampling_ratio": "int",
     "aligned": "bool",
     "logits": "ArrayLike",
+    "training": "bool",
+    "filter_size": "_Size",
+    "padding_mode": 'Literal["reflect", "zeros", "replicate", "circular"]',
+    "p": "ArrayLike",
+    "eps": "float",
+    "levels": "int | Sequence[int]",
+    "mode": 'Literal["max", "avg"]',
     ("adaptive", "output_size"): "int | None | Sequence[int | None]",
     ("roi", "output_size"): "_Size",
     ("unpool", "output_size"): "Sequence[int] | None",
@@ -79,6 +86,7 @@ from typing import Any, Callable, ClassVar, Generic, Literal, Sequence, TypeVar,
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from typing_extensions import Self
 
 from .functional import _Boxes, _Layout, _Padding, _Seed, _Size, _Ties
 
@@ -90,10 +98,15 @@ class Pool(Generic[_Y]):
 
     op: ClassVar[Callable[..., Any]]
     arguments: dict[str, Any]
+    params: dict[str, NDArray[np.float64]]
+    grads: dict[str, NDArray[np.float64]]
+    training: bool
     def __init__(self, *args: Any, **kwargs: Any) -> None: ...
     def forward(self, x: ArrayLike) -> _Y: ...
     def __call__(self, x: ArrayLike) -> _Y: ...
     def backward(self, dy: ArrayLike) -> NDArray[Any]: ...
+    def train(self, mode: bool = True) -> Self: ...
+    def eval(self) -> Self: ...
 '''
 
 

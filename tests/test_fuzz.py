@@ -108,6 +108,16 @@ def _value(r: random.Random, name: str, op, rank: int, x):
         "samples": ([None], [np.zeros((1, 1, rank)), np.full((9, 9, rank), 0.5), "x",
                              np.full((1, 1, rank), 2.0), np.zeros((1, 1, rank), np.int64),
                              np.full((1, 1, rank), np.nan), np.zeros(0), 0.5]),
+        "training": ([True, False], [1, None, "yes"]),
+        "filter_size": ([1, 2, 3, 4, 5, 7, (3,) * rank], [0, 8, -1, 3.0, None, True,
+                                                          (3,) * (rank + 1)]),
+        "padding_mode": (["reflect", "zeros", "replicate", "circular"],
+                         ["reflection", "constant", "", None, 1]),
+        "p": ([1.0, 2, 3.0, 0.5, np.array([2.0])], [0, -1, float("nan"), float("inf"), "3",
+                                                    None, True, np.ones(7), [[1.0], [2.0, 3.0]]]),
+        "eps": ([1e-6, 1e-3, 1], [0, -1e-6, float("nan"), None, "x", True]),
+        "levels": ([(1, 2, 4), 1, (2,), [1, 3]], [(), 0, (1, 0), 1.5, None, "1", (2**40,)]),
+        "mode": (["max", "avg"], ["sum", "MAX", None, 1]),
     }.get(name, ([None], [None]))
     if name == "samples" and isinstance(x, np.ndarray) and x.ndim >= rank + 1:
         lead = x.shape[:2] if x.ndim == rank + 2 else (1,) + x.shape[:1]

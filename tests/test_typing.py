@@ -84,7 +84,22 @@ def test_every_public_name_has_a_stub_with_its_runtime_signature(name):
                     runtime_parameters(inspect.signature(value)))
         return
     runtime = getattr(value, "_ndpool_signature", None) or inspect.signature(value)
+    if name == "vjp":   # see the stub: only the overloads with wrt can spell it
+        assert_vjp(FUNCTIONS["vjp"], runtime_parameters(runtime))
+        return
     assert_same(name, FUNCTIONS.get(name, []), runtime_parameters(runtime))
+
+
+def assert_vjp(defs: list, runtime: list):
+    """vjp's overloads: those with ``wrt`` have the runtime's names and kinds (``wrt``
+    required in them), and the last, the ParamSpec one, has them all but ``wrt``, which
+    PEP 612 allows no keyword-only argument to sit beside."""
+    names = [(p[0], p[1]) for p in runtime]
+    *with_wrt, last = defs
+    assert with_wrt
+    for node in with_wrt:
+        assert [(p[0], p[1]) for p in stub_parameters(node)] == names
+    assert [(p[0], p[1]) for p in stub_parameters(last)] == [n for n in names if n[0] != "wrt"]
 
 
 @pytest.mark.parametrize("name", nn.__all__)

@@ -17,6 +17,15 @@ _CoarsenOp = Literal["mean", "sum", "max", "min", "median", "mode"]
 
 __version__: str
 
+# wrt= is keyword-only between *args and **kwargs, where a ParamSpec allows nothing (PEP
+# 612): the calls that give it are typed loosely, the others keep the op's own arguments
+@overload
+def vjp(op: Callable[..., _Y], x: ArrayLike, *args: Any, wrt: tuple[str, ...],  # type: ignore[overload-overlap]
+        **kwargs: Any) -> tuple[_Y, Callable[[ArrayLike], tuple[NDArray[Any], ...]]]: ...
+@overload
+def vjp(op: Callable[..., _Y], x: ArrayLike, *args: Any, wrt: str,
+        **kwargs: Any) -> tuple[_Y, Callable[[ArrayLike], NDArray[Any]]]: ...
+@overload
 def vjp(op: Callable[Concatenate[Any, _P], _Y], x: ArrayLike, *args: _P.args,
         **kwargs: _P.kwargs) -> tuple[_Y, Callable[[ArrayLike], NDArray[Any]]]: ...
 def use_backend(name: Literal["compiled", "reference"]) -> AbstractContextManager[ModuleType]: ...

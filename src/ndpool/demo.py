@@ -1,8 +1,10 @@
 """Draw pictures that teach pooling: an image pooled at several windows, and the textbook 4x4 figures.
 
 ``ndpool demo [--input IMAGE] [--out DIR]`` writes three PNGs into DIR (default: the
-current folder) and prints their paths, plus the textbook example in the terminal. Every
-number drawn comes from ndpool itself. Needs the ``plot`` extra (matplotlib, Pillow).
+current folder) and prints their paths, plus the textbook example in the terminal;
+``--variants`` instead draws what each pooling variant (stochastic, blur, GeM, pyramid,
+...) does to the image and to the 4x4 grid, in one PNG. Every number drawn comes from
+ndpool itself. Needs the ``plot`` extra (matplotlib, Pillow).
 
 >>> from ndpool import demo
 >>> book = demo.textbook()
@@ -26,7 +28,7 @@ import numpy as np
 import ndpool
 
 __all__ = ["textbook", "builtin_image", "load_image", "pooled_figure", "forward_figure",
-           "backward_figure", "add_arguments", "run"]
+           "backward_figure", "variants_figure", "variant_grids", "add_arguments", "run"]
 
 WINDOWS = (2, 4, 8)
 OPS = (("max", ndpool.max_pool2d), ("average", ndpool.avg_pool2d), ("min", ndpool.min_pool2d))
@@ -37,6 +39,9 @@ MAX_SIDE = 512          # larger inputs are first shrunk (by ndpool's average) t
 COLOURS = (("#1f77b4", "#d6e6f4"), ("#e07b00", "#fde3c8"), ("#2a9d3a", "#d5efd8"),
            ("#8e44ad", "#eadcf2"))
 PLOT_HINT = 'the pictures need matplotlib and Pillow: pip install "ndpool[plot]"'
+VARIANTS_FILE = "ndpool_variants.png"
+#: the image is pooled with windows (and strides) of this size; the 4x4 grid with 2
+IMAGE_WINDOW = 4
 
 
 class DemoError(Exception):
@@ -287,9 +292,127 @@ def backward_figure(book: dict):
     return fig
 
 
+# ------------------------------------------------------------------ the variants
+def _pyramid(x: np.ndarray, window: int) -> np.ndarray:
+    """``spatial_pyramid_pool`` of ``x`` with levels 1, 2 (and 4 for the image), its
+    vector unpacked into the levels' n x n grids, side by side (NaN between them); on the
+    image each level is enlarged to the finest one's size so that the cells line up."""
+    levels = (1, 2, 4) if window > 2 else (1, 2)
+    vector = ndpool.spatial_pyramid_pool(x, levels)
+    batch, channels = x.shape[:2]
+    side = levels[-1]
+    parts, start = [], 0
+    for n in levels:
+        level = vector[:, start:start + channels * n * n].reshape(batch, channels, n, n)
+        start += channels * n * n
+        if window > 2:
+            level = np.kron(level, np.ones((side // n, side // n)))
+        canvas = np.full((batch, channels, side, level.shape[-1]), np.nan)
+        canvas[..., :level.shape[-2], :] = level
+        parts += [canvas, np.full((batch, channels, side, 1), np.nan)]
+    return np.concatenate(parts[:-1], axis=-1)
+
+
+#: (title, op) per variant panel: ``op(x, k)`` pools non-negative (N, C, H, W) ``x`` with
+#: windows of about ``k`` (2 on the 4x4 grid, IMAGE_WINDOW on the image) and returns an
+#: (N, C, h, w) picture; "{k}" in the title is replaced by ``k``. Add a variant with a row.
+VARIANTS = (
+    ("max_pool2d(x, {k})\nfor comparison", lambda x, k: ndpool.max_pool2d(x, k)),
+    ("stochastic_pool2d(x, {k}, rng=0)\na cell drawn, p ∝ value",
+     lambda x, k: ndpool.stochastic_pool2d(x, k, rng=0)),
+    ("stochastic_pool2d(x, {k},\ntraining=False): Σx² / Σx",
+     lambda x, k: ndpool.stochastic_pool2d(x, k, training=False)),
+    ("blur_pool2d(x, {f}, stride={k})\nbinomial blur, subsample",
+     lambda x, k: ndpool.blur_pool2d(x, 2 * k - 1, stride=k)),
+    ("max_blur_pool2d(x, 2, {f}, {k})\nmax (stride 1), then blur",
+     lambda x, k: ndpool.max_blur_pool2d(x, 2, 2 * k - 1, stride=k)),
+    ("global_gem_pool(x, p=3)\none value per plane",
+     lambda x, k: ndpool.global_gem_pool(x, p=3.0, keepdims=True)),
+    ("spatial_pyramid_pool(x)\nlevels 1, 2{more}, side by side", _pyramid),
+    ("soft_pool2d(x, {k})\nΣ e^x·x / Σ e^x per window",
+     lambda x, k: ndpool.soft_pool2d(x, k)),
+    ("attention_pool2d(x, 2x, {k})\nsoftmax(logits)-weighted",
+     lambda x, k: ndpool.attention_pool2d(x, 2 * x, k)),
+    ("median_pool2d(x, {k})\nlower median per window",
+     lambda x, k: ndpool.median_pool2d(x, k)),
+)
+
+
+def _variant_title(title: str, k: int) -> str:
+    return title.format(k=k, f=2 * k - 1, more=", 4" if k > 2 else "")
+
+
+def variant_grids(book=None) -> dict:
+    """What each variant of ``VARIANTS`` gives on the textbook 4x4 grid, by title.
+
+    >>> from ndpool import demo
+    >>> grids = demo.variant_grids()
+    >>> grids["max_pool2d(x, 2) for comparison"]
+    array([[4., 5.],
+           [3., 6.]])
+    >>> grids["stochastic_pool2d(x, 2, training=False): Σx² / Σx"].round(2)
+    array([[3.  , 3.44],
+           [2.14, 5.43]])
+    """
+    x = (book or textbook())["x"][None, None]
+    return {_variant_title(title, 2).replace("\n", " ").replace(",  ", ", "): op(x, 2)[0, 0]
+            for title, op in VARIANTS}
+
+
+def _draw_values(ax, values, title):
+    """A small grid of numbers; NaN cells (between pyramid levels) are left out."""
+    from matplotlib.patches import Rectangle
+
+    rows, columns = values.shape
+    for r in range(rows):
+        for c in range(columns):
+            if np.isnan(values[r, c]):
+                continue
+            colour = _output_fill(r, c) if values.shape == (2, 2) else "#eeeeee"
+            ax.add_patch(Rectangle((c, r), 1, 1, facecolor=colour, edgecolor="#9a9a9a",
+                                   linewidth=0.8))
+            ax.text(c + 0.5, r + 0.5, _number(values[r, c]), ha="center", va="center",
+                    fontsize=13)
+    ax.set_xlim(-0.05, max(columns, 2) + 0.05)
+    ax.set_ylim(max(rows, 2) + 0.05, -0.05)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title, fontsize=9.5)
+
+
+def variants_figure(image: np.ndarray, note: str = "", book=None):
+    """One column per variant: what it makes of the image (top, windows of IMAGE_WINDOW)
+    and of the textbook 4x4 grid (bottom, windows of 2); the input in the first column."""
+    from matplotlib.gridspec import GridSpec
+
+    book = book or textbook()
+    columns = len(VARIANTS) + 1
+    fig = _pyplot_free_figure(figsize=(2.45 * columns, 6.4))
+    grid = GridSpec(2, columns, figure=fig, height_ratios=(1.25, 1), wspace=0.25,
+                    hspace=0.45, left=0.01, right=0.99, top=0.84, bottom=0.02)
+    height, width = image.shape[-2:]
+    _show(fig.add_subplot(grid[0, 0]), image, f"input, {height}×{width}{note}")
+    _draw_grid(fig.add_subplot(grid[1, 0]), book["x"], "textbook x (4×4)\n2×2 windows",
+               _input_fill, outline_windows=True)
+    batched = image[None, None] if image.ndim == 2 else image[None]
+    for column, (title, op) in enumerate(VARIANTS, start=1):
+        pooled = op(batched, IMAGE_WINDOW)[0]
+        ax = fig.add_subplot(grid[0, column])
+        ax.set_facecolor("#4a5a70")          # shows through NaN cells (between levels)
+        _show(ax, pooled[0] if image.ndim == 2 else pooled,
+              _variant_title(title, IMAGE_WINDOW) +
+              f"\n→ {pooled.shape[-2]}×{pooled.shape[-1]}")
+        _draw_values(fig.add_subplot(grid[1, column]), op(book["x"][None, None], 2)[0, 0],
+                     _variant_title(title, 2))
+    fig.suptitle("Pooling beyond max and average: each variant on the image (top, windows "
+                 f"of {IMAGE_WINDOW}) and on the 4×4 grid (bottom, windows of 2)",
+                 fontsize=13)
+    return fig
+
+
 # ------------------------------------------------------------------ the terminal
 def _grid_text(values: np.ndarray, indent: str = "    ") -> str:
-    cells = [[_number(v) for v in row] for row in values]
+    cells = [["" if np.isnan(v) else _number(v) for v in row] for row in values]
     width = max(len(c) for row in cells for c in row)
     return "\n".join(indent + "  ".join(c.rjust(width) for c in row) for row in cells)
 
@@ -308,6 +431,14 @@ def textbook_text(book: dict) -> str:
     return "\n".join(f"{title}\n{_grid_text(values)}" for title, values in parts)
 
 
+def variants_text(book: dict) -> str:
+    """What each variant gives on the textbook grid, as plain text."""
+    parts = [f"{title}\n{_grid_text(values)}" for title, values in variant_grids(book).items()]
+    return (f"x, a 4x4 input; windows of 2\n{_grid_text(book['x'])}\n" + "\n".join(parts)
+            + "\n(spatial_pyramid_pool: level 1, a blank column, then level 2; its "
+            "vector is the levels' cells in this order)")
+
+
 # ------------------------------------------------------------------ the command
 def add_arguments(parser) -> None:
     """The ``ndpool demo`` options."""
@@ -315,6 +446,10 @@ def add_arguments(parser) -> None:
                         help="a PNG or JPEG to pool instead of the built-in scene")
     parser.add_argument("--out", metavar="DIR", default=".",
                         help="folder for the PNG files (default: the current folder)")
+    parser.add_argument("--variants", action="store_true",
+                        help=f"draw the pooling variants (stochastic, blur, GeM, pyramid, "
+                             f"...) on the image and the 4x4 grid instead, into "
+                             f"{VARIANTS_FILE}")
 
 
 def make_pictures(image: np.ndarray, out: Path, note: str = "") -> list:
@@ -329,6 +464,14 @@ def make_pictures(image: np.ndarray, out: Path, note: str = "") -> list:
         fig.savefig(path, dpi=100)
         paths.append(path)
     return paths
+
+
+def make_variants_picture(image: np.ndarray, out: Path, note: str = "") -> list:
+    """Write the variants PNG into ``out``; returns its path in a list."""
+    _require_matplotlib()
+    path = out / VARIANTS_FILE
+    variants_figure(image, note).savefig(path, dpi=100)
+    return [path]
 
 
 def run(args) -> int:
@@ -358,10 +501,12 @@ def _run(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DemoError(f"--out {str(out)!r} cannot be created: {error}") from None
-    print(textbook_text(textbook()))
+    variants = getattr(args, "variants", False)
+    print(variants_text(textbook()) if variants else textbook_text(textbook()))
     print()
     try:
-        paths = make_pictures(image, out, note)
+        paths = make_variants_picture(image, out, note) if variants else make_pictures(
+            image, out, note)
     except PermissionError as error:
         raise DemoError(f"--out {str(out)!r} is not writable: {error}") from None
     for path in paths:

@@ -1,7 +1,9 @@
 """Layers for hand-built networks: ``forward`` caches the pullback, ``backward`` runs it.
 
 Constructor arguments follow ``torch.nn``; a layer holds its arguments and the last
-pullback, and does no arithmetic of its own.
+pullback, and does no arithmetic of its own. A learnable argument (GeM's ``p``) lives
+in ``layer.params`` as a NumPy array, and ``backward`` puts its gradient in
+``layer.grads`` under the same name.
 
 >>> import numpy as np, ndpool
 >>> pool = ndpool.nn.MaxPool2d(2)
@@ -50,33 +52,76 @@ class Pool:
     """Base of every layer: binds constructor arguments to the op's keyword arguments."""
 
     op = None
-    # (name, default) in torch.nn's constructor order; private, so that hand-built
-    # frameworks keep `params` free for their weights
+    # (name, default) in torch.nn's constructor order; private, so that `params` holds
+    # only the learnable arrays a hand-built framework trains
     _signature: tuple = ()
     # the stubs make layers generic in what forward returns (an array, or with
     # return_indices an (array, indices) pair), so `MaxPool2d[...]` must work at run time
     __class_getitem__ = classmethod(types.GenericAlias)
+    # constructor arguments that are learnable: kept in `params` as float64 arrays
+    _learnable: tuple = ()
 
     def __init__(self, *args, **kwargs):
-        self.arguments = bind_arguments(type(self).__name__, self._signature, args, kwargs)
+        arguments = bind_arguments(type(self).__name__, self._signature, args, kwargs)
+        self.params = {name: _learnable_array(type(self).__name__, name, arguments.pop(name))
+                       for name in self._learnable}
+        self.grads = {}
+        self.arguments = arguments
+        self.training = bool(arguments.get("training", True))
         self._pullback = None
 
     def forward(self, x, *inputs, **extra):
         """Run the op on ``x``, keeping what ``backward`` needs."""
-        y, self._pullback = vjp(type(self).op, x, *inputs, **self.arguments, **extra)
+        if not self._learnable:
+            y, self._pullback = vjp(type(self).op, x, *inputs, **self.arguments, **extra)
+            return y
+        y, pullback = vjp(type(self).op, x, *inputs, **self.arguments, **self.params,
+                          **extra, wrt=("x",) + self._learnable)
+        self._pullback = lambda dy: self._keep_grads(pullback(dy))
         return y
 
     __call__ = forward
 
+    def _keep_grads(self, gradients):
+        """``dx``, with the learnable arguments' gradients put in ``grads``."""
+        for name, gradient in zip(self._learnable, gradients[1:]):
+            param = self.params[name]
+            self.grads[name] = np.asarray(gradient, param.dtype).reshape(param.shape)
+        return gradients[0]
+
     def backward(self, dy):
-        """Gradient with respect to the last ``forward``'s input."""
+        """Gradient with respect to the last ``forward``'s input (and, for a layer with
+        ``params``, theirs in ``grads``)."""
         if self._pullback is None:
             raise RuntimeError(f"{type(self).__name__}.backward: call forward first")
         return self._pullback(dy)
 
+    def train(self, mode=True):
+        """Training mode (``mode=False``: evaluation); returns the layer, as torch's.
+        Only a layer whose op takes ``training`` (stochastic pooling) computes
+        differently."""
+        self.training = bool(mode)
+        if "training" in self.arguments:
+            self.arguments["training"] = self.training
+        return self
+
+    def eval(self):
+        """Evaluation mode: ``train(False)``."""
+        return self.train(False)
+
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+        values = {**self.arguments, **self.params}
+        args = ", ".join(f"{name}={values[name]!r}" for name, _ in self._signature)
         return f"{type(self).__name__}({args})"
+
+
+def _learnable_array(owner: str, name: str, value) -> np.ndarray:
+    """A learnable argument as the float64 array (at least 1-D) a layer keeps and trains."""
+    try:
+        return np.array(value, dtype=np.float64, ndmin=1)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner}: {name}={value!r} must be a number or an array of "
+                        f"numbers") from None
 
 
 _REQUIRED = inspect.Parameter.empty
@@ -102,6 +147,9 @@ _ATTENTION = (("kernel_size", _REQUIRED), ("stride", None), ("padding", 0), _LAY
 def _layer(name: str, op, params, doc: str, base=None):
     cls = type(name, (base or Pool,), {"op": staticmethod(op), "_signature": params,
                                "__doc__": doc, "__module__": __name__})
+def _layer(name: str, op, params, doc: str, base=None, **attributes):
+    cls = type(name, (base or Pool,), {"op": staticmethod(op), "_signature": params,
+                                       "__doc__": doc, "__module__": __name__, **attributes})
     globals()[name] = cls
     __all__.append(name)
     return cls
@@ -275,3 +323,36 @@ class AttentionPool2d:
 
 
 __all__.append("AttentionPool2d")
+# ---------------------------------------------------------------------- variants
+class _Stochastic(Pool):
+    """Stochastic pooling: the layer makes its generator once, so that each forward
+    draws fresh cells (a seed passed to the op itself draws the same cells each call);
+    ``train()`` / ``eval()`` switch between drawing and the weighted mean."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.arguments["rng"] = np.random.default_rng(self.arguments["rng"])
+
+
+_STOCHASTIC = (("kernel_size", _REQUIRED), ("stride", None), ("training", True),
+               ("rng", None))
+_BLUR = (("filter_size", 3), ("stride", 2), ("padding_mode", "reflect"))
+_MAX_BLUR = (("kernel_size", 2),) + _BLUR
+_GEM = (("p", 3.0), ("eps", 1e-6), ("keepdims", False))
+_PYRAMID = (("levels", (1, 2, 4)), ("mode", "max"))
+
+for _rank in (2, 3):
+    _layer(f"StochasticPool{_rank}d", getattr(F, f"stochastic_pool{_rank}d"), _STOCHASTIC,
+           f"Layer form of :func:`ndpool.stochastic_pool{_rank}d`; ``eval()`` for the "
+           "weighted mean.", _Stochastic)
+for _rank in (1, 2, 3):
+    _layer(f"BlurPool{_rank}d", getattr(F, f"blur_pool{_rank}d"), _BLUR,
+           f"Layer form of :func:`ndpool.blur_pool{_rank}d`.")
+_layer("MaxBlurPool2d", F.max_blur_pool2d, _MAX_BLUR,
+       "Layer form of :func:`ndpool.max_blur_pool2d`.")
+_layer("GlobalGeMPool", F.global_gem_pool, _GEM,
+       "Layer form of :func:`ndpool.global_gem_pool` with a learnable ``p`` "
+       "(``params['p']``, shape (1,) or (C,); its gradient in ``grads['p']``).",
+       _learnable=("p",))
+_layer("SpatialPyramidPool", F.spatial_pyramid_pool, _PYRAMID,
+       "Layer form of :func:`ndpool.spatial_pyramid_pool`.")

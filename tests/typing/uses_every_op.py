@@ -58,6 +58,16 @@ y = ndpool.soft_pool3d(x3, 2, layout="channels_last")
 y = ndpool.attention_pool1d(x1, x1, 2)
 y = ndpool.attention_pool2d(x2, np.zeros_like(x2), 3, stride=2, padding=1)
 y = ndpool.attention_pool3d(x3, x3, 2)
+positive2, positive3 = x2 + 1, x3 + 1
+y = ndpool.stochastic_pool2d(positive2, 2, rng=0)
+y = ndpool.stochastic_pool3d(positive3, 2, stride=1, training=False)
+y = ndpool.blur_pool1d(x1)
+y = ndpool.blur_pool2d(x2, 5, stride=2, padding_mode="zeros")
+y = ndpool.blur_pool3d(x3, (3, 3, 1), 1, "replicate")
+y = ndpool.max_blur_pool2d(x2, 2, filter_size=3)
+y = ndpool.global_gem_pool(positive2, p=3.0)
+y = ndpool.global_gem_pool(positive3, p=np.array([2.0, 3.0, 4.0]), keepdims=True)
+y = ndpool.spatial_pyramid_pool(x2, levels=(1, 2), mode="avg")
 
 # ------------------------------------------------- return_indices: a pair, by keyword or position
 pooled: Array
@@ -84,6 +94,10 @@ dx: Array = pullback(np.ones_like(out))
 pair, pullback = ndpool.vjp(ndpool.max_pool2d, x2, 2, return_indices=True)
 dx = pullback(np.ones_like(pair[0]))
 indices = pair[1]
+out, only_p = ndpool.vjp(ndpool.global_gem_pool, positive2, p=2.0, wrt="p")
+dp: Array = only_p(np.ones_like(out))
+out, both = ndpool.vjp(ndpool.global_gem_pool, positive2, wrt=("x", "p"))
+dx, dp = both(np.ones_like(out))
 
 # -------------------------------------------------------------------------- layers
 layers: list[ndpool.nn.Pool[Array]] = [
@@ -98,12 +112,18 @@ layers: list[ndpool.nn.Pool[Array]] = [
     ndpool.nn.FractionalMaxPool3d(2, output_size=3, rng=0),
     ndpool.nn.GlobalMaxPool(), ndpool.nn.GlobalAvgPool(),
     ndpool.nn.SoftPool1d(2), ndpool.nn.SoftPool2d(2), ndpool.nn.SoftPool3d(2),
+    ndpool.nn.StochasticPool2d(2, rng=0), ndpool.nn.StochasticPool3d(2).eval(),
+    ndpool.nn.BlurPool1d(), ndpool.nn.BlurPool2d(3, 2, "circular"), ndpool.nn.BlurPool3d(2),
+    ndpool.nn.MaxBlurPool2d(2), ndpool.nn.GlobalGeMPool(p=3.0), ndpool.nn.SpatialPyramidPool(),
 ]
 inputs = {1: x1, 2: x2, 3: x3}
 for layer in layers:
-    rank = 2 if "Global" in type(layer).__name__ else int(type(layer).__name__[-2])
-    y = layer(inputs[rank])
+    name = type(layer).__name__
+    rank = 2 if name[-2] not in "123" else int(name[-2])
+    y = layer(inputs[rank] + 1 if "Stochastic" in name or "GeM" in name else inputs[rank])
     dx = layer.backward(np.ones_like(y))
+learnable: dict[str, NDArray[np.float64]] = layers[-2].grads
+learnable = layers[-2].params
 
 medians: list[ndpool.nn.Pool[Array]] = [
     ndpool.nn.MedianPool1d(3), ndpool.nn.MedianPool2d(3, stride=1, padding=1), ndpool.nn.MedianPool3d(2)]

@@ -8,18 +8,21 @@ from __future__ import annotations
 import functools
 import inspect
 
-from . import _ops
+from . import _ops, _variants
 
 __all__ = []
 __test__ = {}   # doctest collects the generated ops from here
 
 
-def _public(name: str, impl, template, example: str):
+def _public(name: str, impl, template, example: str, wrt=None):
     """Make public op ``name`` with ``template``'s signature, running ``impl``.
 
     The op is compiled from its signature's source (as ``dataclasses`` does), so a call
     binds its arguments natively, with Python's own error messages for wrong ones, and
-    costs no ``inspect`` machinery per call.
+    costs no ``inspect`` machinery per call. ``wrt`` names the op's differentiable
+    arguments (``x`` first) when there are more than ``x``; the op then carries them as
+    ``_ndpool_wrt`` and ``impl``'s pullback returns a dict of gradients, one per name
+    (``ndpool.vjp`` reads both).
     """
     signature = inspect.signature(template)
     names = ", ".join(f"{p}={p}" for p in signature.parameters)
@@ -33,6 +36,8 @@ def _public(name: str, impl, template, example: str):
     op.__doc__ = template.__doc__.format(name=name, example=example)
     op._ndpool_impl = impl          # (args...) -> (result, pullback) with grad=
     op._ndpool_signature = signature
+    if wrt is not None:
+        op._ndpool_wrt = tuple(wrt)
     globals()[name] = op
     __all__.append(name)
     __test__[name] = op
@@ -359,3 +364,120 @@ for _rank in (1, 2, 3):
     _name = f"attention_pool{_rank}d"
     _public(_name, functools.partial(_ops.attention_pool, _name, _rank), _attention_template,
             _attention_example(_name, _rank))._ndpool_wrt = ("x", "logits")
+# ------------------------------------------------- variants beyond the frameworks
+def _stochastic_template(x, kernel_size, stride=None, training=True, rng=None):
+    """{name}: {example}
+
+    Zeiler & Fergus 2013, for non-negative ``x`` (negative input is a ValueError). With
+    ``training`` each window gives one of its cells, drawn with probability proportional
+    to its value (a window of zeros gives 0), and the backward pass sends ``dy`` to that
+    cell; the draw is ``u = numpy.random.default_rng(rng).random(y.shape)``, taking the
+    first cell, in row-major window order, whose running sum exceeds ``u`` times the
+    window's sum, so the same ``rng`` draws the same cells in a call and in its ``vjp``.
+    In evaluation (``training=False``) each window gives the probability-weighted mean
+    ``sum(x**2) / sum(x)`` (0 for a window of zeros, whose gradient is 0). No padding;
+    ``stride`` defaults to ``kernel_size``.
+    """
+
+
+def _stochastic_example(name: str, rank: int) -> str:
+    shape = (1, 1) + (4,) * rank
+    out = (1, 1) + (2,) * rank
+    return ("stochastic pooling (Zeiler & Fergus 2013).\n\n"
+            "    >>> import numpy as np, ndpool\n"
+            f"    >>> x = np.arange({4 ** rank}.0).reshape({shape})\n"
+            f"    >>> ndpool.{name}(x, 2, rng=0).shape\n    {out}\n"
+            f"    >>> y = ndpool.{name}(np.ones({shape}), 2, training=False)\n"
+            "    >>> bool((y == 1).all())\n    True")
+
+
+for _rank in (2, 3):
+    _name = f"stochastic_pool{_rank}d"
+    _public(_name, functools.partial(_variants.stochastic_pool, _name, _rank),
+            _stochastic_template, _stochastic_example(_name, _rank))
+
+
+def _blur_template(x, filter_size=3, stride=2, padding_mode="reflect"):
+    """{name}: {example}
+
+    Zhang 2019, anti-aliased downsampling: each channel is blurred by the normalised
+    binomial filter of ``filter_size`` taps (1 to 7; 3 is ``[1, 2, 1] / 4`` per dim) and
+    subsampled by ``stride``. Padding adds ``(filter_size - 1) // 2`` cells before and
+    ``filter_size // 2`` after in every dim, filled per ``padding_mode``: ``"reflect"``
+    (antialiased-cnns), ``"zeros"`` (kornia), ``"replicate"`` or ``"circular"``; the
+    output has ``ceil(n / stride)`` cells per dim.
+    """
+
+
+def _blur_example(name: str, rank: int) -> str:
+    shape = (1, 1) + (6,) * rank
+    out = (1, 1) + (3,) * rank
+    return ("anti-aliased (blur) pooling (Zhang 2019).\n\n"
+            "    >>> import numpy as np, ndpool\n"
+            f"    >>> x = np.ones({shape})\n"
+            f"    >>> y = ndpool.{name}(x, 3, stride=2)\n"
+            "    >>> y.shape, bool(np.allclose(y, 1))\n"
+            f"    ({out}, True)")
+
+
+for _rank in (1, 2, 3):
+    _name = f"blur_pool{_rank}d"
+    _public(_name, functools.partial(_variants.blur_pool, _name, _rank), _blur_template,
+            _blur_example(_name, _rank))
+
+
+def _max_blur_template(x, kernel_size=2, filter_size=3, stride=2, padding_mode="reflect"):
+    """max_blur_pool2d: max pooling, then anti-aliased subsampling (Zhang 2019).
+
+    >>> import numpy as np, ndpool
+    >>> x = np.arange(64.0).reshape(1, 1, 8, 8)
+    >>> ndpool.max_blur_pool2d(x, 2).shape
+    (1, 1, 4, 4)
+
+    ``max_pool2d(x, kernel_size, stride=1)`` (no padding) followed by
+    ``blur_pool2d(., filter_size, stride, padding_mode)``: the max is taken densely and
+    blurred before it is subsampled, so shifting the input shifts the output smoothly.
+    """
+
+
+_public("max_blur_pool2d", functools.partial(_variants.max_blur_pool, "max_blur_pool2d"),
+        _max_blur_template, "")
+
+
+def _gem_template(x, p=3.0, eps=1e-6, keepdims=False):
+    """global_gem_pool: generalized-mean (GeM) pooling over all spatial dims
+    (Radenović, Tolias & Chum 2018).
+
+    >>> import numpy as np, ndpool
+    >>> x = np.array([[[1.0, 2.0, 3.0, 4.0]]])
+    >>> ndpool.global_gem_pool(x, p=1.0)          # p = 1: the mean
+    array([[2.5]])
+    >>> float(ndpool.global_gem_pool(x, p=200.0)[0, 0].round(2))   # large p: near the max
+    3.97
+
+    ``mean(max(x, eps) ** p) ** (1 / p)`` per (n, c) plane of ``(N, C, *spatial)``:
+    shape ``(N, C)``, or ``(N, C, 1, ..., 1)`` with ``keepdims``. ``p`` is a positive
+    number, or an array of shape ``(1,)`` or ``(C,)`` (one per channel). Differentiable
+    in ``x`` and ``p``: ``ndpool.vjp(ndpool.global_gem_pool, x, p=p, wrt=("x", "p"))``;
+    ``dp`` has ``p``'s shape, and ``dx`` is 0 where ``x < eps`` (the clamp's rule).
+    """
+
+
+_public("global_gem_pool", _variants.global_gem_pool, _gem_template, "", wrt=("x", "p"))
+
+
+def _pyramid_template(x, levels=(1, 2, 4), mode="max"):
+    """spatial_pyramid_pool: spatial pyramid pooling (He, Zhang, Ren & Sun 2014).
+
+    >>> import numpy as np, ndpool
+    >>> x = np.random.default_rng(0).random((2, 8, 13, 17))
+    >>> ndpool.spatial_pyramid_pool(x).shape          # 8 * (1 + 4 + 16) from any H, W
+    (2, 168)
+
+    For each level ``n`` the ``adaptive_{{mode}}_pool`` of ``x`` to ``n x n`` (``n x n x n``
+    for 3-D input ``(N, C, D, H, W)``), flattened from ``(C, n, n)`` and concatenated in
+    level order: shape ``(N, C * sum(n ** rank))``. ``mode`` is ``"max"`` or ``"avg"``.
+    """
+
+
+_public("spatial_pyramid_pool", _variants.spatial_pyramid_pool, _pyramid_template, "")

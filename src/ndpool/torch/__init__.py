@@ -17,8 +17,9 @@ Each public op ``name`` is three custom ops in the ``ndpool`` namespace: ``name`
 ``return_indices``) and ``name_backward`` (``dx`` from ``dy``, by ``ndpool.vjp``).
 ``max_unpool*`` take the indices, ``fractional_max_pool*`` the samples that place their
 windows, as a second tensor (drawn with torch's generator when none are given).
-Bridged: every op of ``ndpool`` except ``pool`` (any axes), ``coarsen`` and, for now,
-the softmax-weighted pools (``soft_pool*``, ``attention_pool*``).
+Bridged: every op of ``ndpool`` except ``pool`` (any axes), ``coarsen`` and, not yet,
+the variants beyond the frameworks (softmax-weighted, stochastic, GeM, blur, median,
+pyramid and region pooling).
 Their fake kernels take output shapes from the same geometry as the NumPy ops, so
 ``torch.compile`` traces them without running a pool. Tensors reach the core as NumPy
 views of their memory; a channels-last tensor goes in as its (N, *spatial, C) view with
