@@ -1,0 +1,266 @@
+"""ResNet-18 trained on the CPU twice, once with torch.nn's pooling and once with
+ndpool.torch.nn's (the stem's MaxPool2d(3, 2, 1) and the head's AdaptiveAvgPool2d(1)),
+from the same seed: the same weights, the same random batches, the same optimiser.
+
+    python benchmarks/resnet18.py                         # batch 16, 224², threads 1 and 2
+    python benchmarks/resnet18.py --batch 8 --image 112 --threads 1 --channels-last
+    python benchmarks/resnet18.py --write                 # also into benchmarks/RESULTS.md
+
+The network is torchvision's resnet18 written out in plain PyTorch (torchvision does not
+install beside the CPU torch here): 7×7 stride-2 convolution, batch norm, ReLU, max pool
+k3 s2 p1, four stages of two basic residual blocks (64, 128, 256, 512 channels, the last
+three starting with stride 2), adaptive average pool to 1×1, linear. Steps of the two
+runs alternate (so that other work on the machine slows both alike); each step is
+forward, cross-entropy loss, backward and an SGD update. The pooling modules are timed
+by hooks, forward (pre-hook to hook) and backward (backward pre-hook to backward hook).
+
+Prints both loss sequences, their largest absolute and relative difference (float32
+rounding: the pools agree with torch's to the bit for max and to rounding for the
+average, and the rest of the network is the same code), the median step time of each
+run and the pooling modules' share of it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+from torch import nn
+
+import ndpool
+import ndpool.torch.nn as ndnn
+from ndpool.bench import cpu_name, write_section
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+# ------------------------------------------------------------------ the network
+class BasicBlock(nn.Module):
+    """Two 3×3 convolutions with batch norm and a residual connection (a 1×1
+    convolution on it where the stride or the width changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 with the pooling modules of ``pools`` (``torch.nn`` or
+    ``ndpool.torch.nn``); ``width`` is the stem's channels (64 in the paper)."""
+
+    def __init__(self, pools, classes: int = 1000, width: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = pools.MaxPool2d(3, stride=2, padding=1)
+        stages, cin = [], width
+        for i, stride in enumerate((1, 2, 2, 2)):
+            cout = width * 2 ** i
+            stages.append(nn.Sequential(BasicBlock(cin, cout, stride),
+                                        BasicBlock(cout, cout, 1)))
+            cin = cout
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.avgpool = pools.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# ------------------------------------------------------------- timing the pools
+class PoolClock:
+    """Seconds spent in the pooling modules, forward and backward, per step."""
+
+    def __init__(self, modules):
+        self.seconds = 0.0
+        self._start = {}
+        for module in modules:
+            module.register_forward_pre_hook(self._begin)
+            module.register_forward_hook(self._end)
+            module.register_full_backward_pre_hook(self._begin_backward)
+            module.register_full_backward_hook(self._end_backward)
+
+    def _begin(self, module, args):
+        self._start[id(module)] = time.perf_counter()
+
+    def _end(self, module, args, output):
+        self.seconds += time.perf_counter() - self._start.pop(id(module))
+
+    def _begin_backward(self, module, grad_output):
+        self._start[id(module)] = time.perf_counter()
+
+    def _end_backward(self, module, grad_input, grad_output):
+        self.seconds += time.perf_counter() - self._start.pop(id(module))
+
+    def lap(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+
+@dataclass
+class Run:
+    """One training run: its model, optimiser, pool clock and what it measured."""
+
+    name: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    clock: PoolClock
+    losses: List[float] = field(default_factory=list)
+    step_seconds: List[float] = field(default_factory=list)
+    pool_seconds: List[float] = field(default_factory=list)
+
+    def step(self, x, labels):
+        start = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(self.model(x), labels)
+        loss.backward()
+        self.optimizer.step()
+        self.step_seconds.append(time.perf_counter() - start)
+        self.pool_seconds.append(self.clock.lap())
+        self.losses.append(loss.item())
+
+    @property
+    def median_step(self) -> float:
+        return statistics.median(self.step_seconds)
+
+    @property
+    def pool_share(self) -> float:
+        """The pools' part of the step: median pool time over median step time."""
+        return statistics.median(self.pool_seconds) / self.median_step
+
+
+def make_run(name: str, pools, state: dict, args) -> Run:
+    model = ResNet18(pools, args.classes, args.width)
+    model.load_state_dict(state)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return Run(name, model, optimizer, PoolClock([model.maxpool, model.avgpool]))
+
+
+def train(args, threads: int):
+    """Both runs at ``threads`` threads (torch's and ndpool's), steps alternating."""
+    torch.set_num_threads(threads)
+    ndpool.set_num_threads(threads)
+    torch.manual_seed(args.seed)
+    state = {k: v.clone() for k, v in ResNet18(nn, args.classes, args.width).state_dict().items()}
+    runs = [make_run("torch.nn", nn, state, args), make_run("ndpool.torch.nn", ndnn, state, args)]
+    data = torch.Generator().manual_seed(args.seed + 1)
+    form = torch.channels_last if args.channels_last else torch.contiguous_format
+    for _ in range(args.steps):
+        x = torch.randn(args.batch, 3, args.image, args.image, generator=data)
+        x = x.contiguous(memory_format=form)
+        labels = torch.randint(0, args.classes, (args.batch,), generator=data)
+        for run in runs:
+            run.step(x, labels)
+    return runs
+
+
+def differences(a: Sequence[float], b: Sequence[float]):
+    """Largest absolute and relative difference of two loss sequences."""
+    absolute = max(abs(x - y) for x, y in zip(a, b))
+    relative = max(abs(x - y) / max(abs(x), abs(y), 1e-30) for x, y in zip(a, b))
+    return absolute, relative
+
+
+# ------------------------------------------------------------------- reporting
+def report_lines(args, results) -> List[str]:
+    """Markdown: the setup, one row per thread count, and the loss sequences."""
+    form = "channels_last" if args.channels_last else "channels_first"
+    lines = [f"- CPU: {cpu_name()}, `os.cpu_count()` = {os.cpu_count()}; "
+             f"PyTorch {torch.__version__}, ndpool {ndpool.__version__}",
+             f"- batch {args.batch}, {args.image}×{args.image} images, {args.steps} steps, "
+             f"{form}, width {args.width}, {args.classes} classes, seed {args.seed}; "
+             f"SGD lr 0.01 momentum 0.9",
+             f"- load average at the end: {os.getloadavg()[0]:.2f} "
+             f"(other work on the machine slows both runs alike: their steps alternate)",
+             "",
+             "| threads | pooling | median step s | pool ms per step | pool share "
+             "| step vs torch.nn | max abs loss diff | max rel loss diff |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for threads, runs in results:
+        base = runs[0]
+        absolute, relative = differences(runs[0].losses, runs[1].losses)
+        for run in runs:
+            same = run is base
+            lines.append(
+                f"| {threads} | {run.name} | {run.median_step:.3f} | "
+                f"{statistics.median(run.pool_seconds) * 1e3:.1f} | {run.pool_share:.1%} | "
+                f"{run.median_step / base.median_step:.3f} | "
+                f"{'' if same else f'{absolute:.2e}'} | {'' if same else f'{relative:.2e}'} |")
+    lines.append("")
+    for threads, runs in results:
+        for run in runs:
+            lines.append(f"- losses, {run.name}, {threads} thread(s): "
+                         + ", ".join(f"{loss:.7f}" for loss in run.losses))
+    return lines
+
+
+def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python benchmarks/resnet18.py",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--image", type=int, default=224, help="image height and width")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--channels-last", action="store_true",
+                        help="model and input in torch.channels_last")
+    parser.add_argument("--width", type=int, default=64, help="the stem's channels")
+    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write", action="store_true",
+                        help=f"write the results into {RESULTS.name} (its ResNet-18 section)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None):
+    """Run, print, optionally write; returns [(threads, [torch run, ndpool run])]."""
+    args = parse(argv)
+    results = []
+    for threads in args.threads:
+        results.append((threads, train(args, threads)))
+        runs = results[-1][1]
+        absolute, relative = differences(runs[0].losses, runs[1].losses)
+        for run in runs:
+            print(f"{threads} thread(s) {run.name:16s} median step {run.median_step:.3f} s, "
+                  f"pools {run.pool_share:.1%} of it; losses "
+                  + " ".join(f"{loss:.6f}" for loss in run.losses))
+        print(f"{threads} thread(s) loss difference: max abs {absolute:.3e}, "
+              f"max rel {relative:.3e}")
+    lines = report_lines(args, results)
+    command = " ".join(["python benchmarks/resnet18.py"] + list(sys.argv[1:] if argv is None
+                                                                else argv))
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        write_section(RESULTS, "resnet18", "ResNet-18 training, torch.nn's pools or ndpool's",
+                      [f"Command: `{command}` ([resnet18.py](resnet18.py)).", ""] + lines)
+        print(f"wrote {RESULTS}", file=sys.stderr)
+    return results
+
+
+if __name__ == "__main__":
+    main()
