@@ -308,3 +308,10 @@ def test_jax_arrays_in_jax_arrays_out():
     assert isinstance(dx, jax.Array)
     np.testing.assert_allclose(np.asarray(dx), ndpool.vjp(ndpool.avg_pool2d, X2, 2)[1](
         np.ones(y.shape, np.float32)))
+
+
+def test_a_traced_jax_value_gets_a_clear_error():
+    jax = pytest.importorskip("jax")
+    with pytest.raises(TypeError, match=r"max_pool2d: x is a traced JAX value \(\w+Tracer\)"
+                                        r".*outside jax.jit"):
+        jax.jit(lambda x: ndpool.max_pool2d(x, 2))(jax.numpy.ones((1, 1, 4, 4)))

@@ -71,9 +71,13 @@ def importer(op: str, x) -> Importer:
 
 def to_numpy(op: str, argument: str, x) -> np.ndarray:
     """A NumPy view of the memory of ``x`` (never a copy), or a clear error."""
+    if "Tracer" in type(x).__name__:   # JAX's values inside jax.jit, grad, vmap
+        type_fail(op, f"{argument} is a traced JAX value ({type(x).__name__}), which has no "
+                  f"memory for the NumPy API to read",
+                  "call it on concrete arrays, outside jax.jit, jax.grad and jax.vmap")
     if not hasattr(x, "__dlpack_device__"):
         type_fail(op, f"{argument} ({type(x).__name__}) has __dlpack__ but no "
-                  f"__dlpack_device__")
+                  f"__dlpack_device__, so where its memory lies is unknown")
     kind, _ = x.__dlpack_device__()
     if int(kind) not in _HOST:
         fail(op, f"{argument} is on device {device_name(x)}, but ndpool computes on the CPU",
