@@ -170,12 +170,15 @@ def train(args, threads: int):
     runs = [make_run("torch.nn", nn, state, args), make_run("ndpool.torch.nn", ndnn, state, args)]
     data = torch.Generator().manual_seed(args.seed + 1)
     form = torch.channels_last if args.channels_last else torch.contiguous_format
-    for _ in range(args.steps):
+    for step in range(args.steps):
         x = torch.randn(args.batch, 3, args.image, args.image, generator=data)
         x = x.contiguous(memory_format=form)
         labels = torch.randint(0, args.classes, (args.batch,), generator=data)
         for run in runs:
             run.step(x, labels)
+        print(f"{threads} thread(s), step {step + 1}/{args.steps}: "
+              + ", ".join(f"{run.name} {run.step_seconds[-1]:.2f} s" for run in runs),
+              file=sys.stderr, flush=True)
     return runs
 
 
