@@ -24,14 +24,17 @@ def load():
 @pytest.mark.parametrize("layout", [[], ["--channels-last"]])
 def test_the_two_trainings_give_the_same_losses(layout, capsys):
     bench = load()
-    (threads, (ours, theirs)), = [(t, (runs[1], runs[0])) for t, runs in bench.main(TINY + layout)]
+    (threads, (theirs, ours, control)), = bench.main(TINY + layout)
     assert threads == 1 and ours.name == "ndpool.torch.nn" and theirs.name == "torch.nn"
-    assert len(ours.losses) == len(theirs.losses) == 2
+    assert control.name == "control"
+    assert len(ours.losses) == len(theirs.losses) == len(control.losses) == 2
     assert ours.losses[0] != ours.losses[1]          # it trained: the weights changed
     torch.testing.assert_close(torch.tensor(ours.losses), torch.tensor(theirs.losses),
                                rtol=1e-5, atol=1e-6)
     # the stem's max pool and the head's average pool were timed, both passes
     assert all(seconds > 0 for seconds in ours.pool_seconds + theirs.pool_seconds)
+    torch.testing.assert_close(torch.tensor(control.losses), torch.tensor(theirs.losses),
+                               rtol=1e-5, atol=1e-6)
     out = capsys.readouterr().out
     assert "| 1 | ndpool.torch.nn |" in out and "losses, torch.nn, 1 thread(s)" in out
 
