@@ -17,15 +17,14 @@ by hooks, forward (pre-hook to hook) and backward (backward pre-hook to backward
 Prints the loss sequences, their largest absolute and relative difference (float32
 rounding: the pools agree with torch's to the bit for max, forward and backward, and to
 rounding for the average; the rest of the network is the same code), the median step
-time of each
-run and the pooling modules' share of it.
+time of each run and the pooling modules' share of it.
 
-Training amplifies any rounding difference: after a few steps the two runs drift apart
-(in a net with batch norm, on random labels, by ~1e-3 of the loss over 20 steps), as any
-two float32 formulations of the same network do. A third run, the control, shows how
-much: torch.nn's max pool with torch's own ``avg_pool2d`` over the whole plane in place
-of ``AdaptiveAvgPool2d(1)``, two of torch's kernels for the same average that differ
-only in the order of their sums.
+Training amplifies any rounding difference: after a few steps the runs drift apart (in
+a net with batch norm, on random labels, by a few parts in a thousand of the loss over
+20 steps at 224²), as any two float32 formulations of the same network do. A third
+run, the control, shows how much: torch.nn's max pool with torch's own ``avg_pool2d``
+over the whole plane in place of ``AdaptiveAvgPool2d(1)``, two of torch's kernels for
+the same average that differ only in the order of their sums.
 """
 from __future__ import annotations
 
@@ -224,6 +223,15 @@ def differences(a: Sequence[float], b: Sequence[float]):
 
 
 # ------------------------------------------------------------------- reporting
+NOTES = (
+    "median step: one training step (forward, loss, backward, SGD update), median over "
+    "the steps (the first included: it warms up). pool ms per step: the two pooling "
+    "modules, forward and backward, timed by hooks, median over the steps; pool share = "
+    "that / median step. The control is torch.nn's max pool with torch's avg_pool2d over "
+    "the whole plane for the head: its drift from torch.nn is what a float32 rounding "
+    "difference alone becomes in these steps.")
+
+
 def report_lines(args, results) -> List[str]:
     """Markdown: the setup, one row per thread count, and the loss sequences."""
     form = "channels_last" if args.channels_last else "channels_first"
@@ -251,6 +259,14 @@ def report_lines(args, results) -> List[str]:
                 f"| {threads} | {run.name} | {run.median_step:.3f} | "
                 f"{statistics.median(run.pool_seconds) * 1e3:.1f} | {run.pool_share:.1%} | "
                 f"{run.median_step / base.median_step:.3f} | " + " | ".join(cells) + " |")
+    lines += ["", NOTES]
+    for threads, runs in results[1:]:   # torch.nn against itself at another thread count
+        absolute, relative = differences(results[0][1][0].losses, runs[0].losses)
+        lines.append("")
+        lines.append(f"torch.nn at {threads} threads against torch.nn at {results[0][0]}: "
+                     f"losses equal for {equal_steps(results[0][1][0].losses, runs[0].losses)}"
+                     f" steps, max abs difference {absolute:.2e}, max rel {relative:.2e} (its "
+                     f"convolutions sum in another order).")
     lines.append("")
     for threads, runs in results:
         for run in runs:
