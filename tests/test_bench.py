@@ -379,3 +379,14 @@ def test_rerun_argv_reproduces_every_option(tmp_path):
     assert set(vars(args)) == set(vars(parse([])))        # the list above names every option
     assert all(vars(args)[name] != value for name, value in vars(parse([])).items())
     assert vars(parse(bench.rerun_argv(args))) == {**vars(args), "simd": None}
+
+
+def test_a_rerun_keeps_the_sections_other_benchmarks_wrote(tmp_path):
+    output = tmp_path / "r.md"
+    output.write_text("# old results\n\nstale table\n")
+    bench.write_section(output, "resnet18", "ResNet-18 training", ["| a | table |"])
+    assert bench.main(TINY + ["--output", str(output)]) == 0
+    text = output.read_text()
+    assert "stale table" not in text and text.startswith("# ndpool benchmark results")
+    assert text.count("<!-- begin section resnet18 -->") == 1
+    assert "## ResNet-18 training\n\n| a | table |\n<!-- end section resnet18 -->" in text

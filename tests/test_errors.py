@@ -14,6 +14,32 @@ Y2, I2 = ndpool.max_pool2d(np.arange(128.0).reshape(1, 2, 8, 8), 2, return_indic
 
 E, T = ValueError, TypeError
 
+
+class _Bare:
+    """Another library's array, as DLPack shows it, on ``device`` (DLPack's (type, id);
+    2 is CUDA); its library has no ``from_dlpack``."""
+
+    def __init__(self, data, device=None):
+        self._data, self._device = data, device
+
+    def __dlpack__(self, **kwargs):
+        return self._data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self._device or self._data.__dlpack_device__()
+
+
+class _DLPackArray(_Bare):
+    """... and one whose array-API namespace has a ``from_dlpack``."""
+
+    def __array_namespace__(self, api_version=None):
+        return type("namespace", (), {"from_dlpack": staticmethod(
+            lambda a: _DLPackArray(np.from_dlpack(a)))})
+
+
+def _on_gpu(data):
+    return _DLPackArray(data, device=(2, 1))
+
 BAD = [
     # kernel / stride / dilation: < 1, non-integer, bool
     ("kernel_zero", lambda: ndpool.max_pool2d(X2, 0), E, r"max_pool2d: kernel_size=0 must be at least 1"),
@@ -216,6 +242,20 @@ BAD = [
     ("soft_dtype", lambda: ndpool.soft_pool1d(X1.astype(np.uint8), 2), T, r"soft_pool1d: x has dtype uint8"),
     ("clip_heads", lambda: ndpool.nn.AttentionPool2d(8, 6, 4), E,
      r"AttentionPool2d: embed_dim=6 must be a multiple of num_heads=4"),
+    # arrays of other libraries (DLPack): in device memory, or from a library without from_dlpack
+    ("dlpack_gpu", lambda: ndpool.max_pool2d(_on_gpu(X2), 2), E,
+     r"^max_pool2d: x is on device cuda:1, but ndpool computes on the CPU \(copy it to host"),
+    ("dlpack_gpu_indices", lambda: ndpool.max_unpool2d(_DLPackArray(Y2), _on_gpu(I2), 2), E,
+     r"^max_unpool2d: indices is on device cuda:1"),
+    ("dlpack_gpu_vjp", lambda: ndpool.vjp(ndpool.global_max_pool, _on_gpu(X2)), E,
+     r"^global_max_pool: x is on device cuda:1"),
+    ("dlpack_gpu_dy", lambda: ndpool.vjp(ndpool.avg_pool2d, _DLPackArray(X2), 2)[1](
+        _on_gpu(np.zeros((1, 2, 4, 4)))), E, r"^avg_pool2d pullback: dy is on device cuda:1"),
+    ("dlpack_gpu_coarsen", lambda: ndpool.coarsen(_on_gpu(X2), 2), E, r"^coarsen: x is on device cuda:1"),
+    ("dlpack_no_from_dlpack", lambda: ndpool.pool(_Bare(X2), "max", 2), T,
+     r"^pool: x is a .*_Bare, whose library has no from_dlpack"),
+    ("dlpack_dtype", lambda: ndpool.avg_pool2d(_DLPackArray(X2.astype(int)), 2), T,
+     r"^avg_pool2d: x has dtype int64, which is not supported"),
     # vjp and layers
     ("vjp_not_ndpool", lambda: ndpool.vjp(np.max, X2), T, r"vjp: op must be an ndpool op"),
     ("vjp_lambda", lambda: ndpool.vjp(lambda x: x, X2), T, r"vjp: op must be an ndpool op"),

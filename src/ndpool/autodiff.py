@@ -7,7 +7,10 @@ Every other op's pullback returns ``dx`` alone.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ._errors import fail, type_fail
+from .arrays import dlpack, is_dlpack
 
 
 def vjp(op, x, *args, wrt="x", **kwargs):
@@ -32,6 +35,8 @@ def vjp(op, x, *args, wrt="x", **kwargs):
 
     For ``max_unpool*`` the gradient is with respect to the first argument; with
     ``return_indices=True`` ``y`` is ``(output, indices)`` and ``dy`` matches ``output``.
+    For ``x`` of another array library (a torch tensor, a JAX array) ``y`` and ``dx``
+    come back in its type, and ``dy`` may be of any array type.
     """
     impl = getattr(op, "_ndpool_impl", None)
     if impl is None:
@@ -39,7 +44,11 @@ def vjp(op, x, *args, wrt="x", **kwargs):
     names = getattr(op, "_ndpool_wrt", None)
     chosen = _chosen(op, wrt, names or ("x",))
     bound = op._ndpool_signature.bind(x, *args, **kwargs)
-    y, pullback = impl(*bound.args, grad=True, **bound.kwargs)
+    if type(x) is not np.ndarray and is_dlpack(x):   # results and gradients in x's type
+        bound.apply_defaults()
+        y, pullback = dlpack.call(op.__name__, impl, bound.arguments, True)
+    else:
+        y, pullback = impl(*bound.args, grad=True, **bound.kwargs)
     if names is None:            # the pullback gives dx alone
         if isinstance(wrt, str):
             return y, pullback

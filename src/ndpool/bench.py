@@ -18,6 +18,7 @@ import gc
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -1209,7 +1210,8 @@ def run(args: argparse.Namespace, command: Optional[str] = None) -> int:
     text = render(report, command)
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    kept = sections(args.output.read_text()) if args.output.exists() else []
+    args.output.write_text("\n\n".join([text.rstrip("\n")] + kept) + "\n")
     print(f"wrote {args.output}", file=sys.stderr)
     if args.plot is not None:
         try:
@@ -1219,6 +1221,29 @@ def run(args: argparse.Namespace, command: Optional[str] = None) -> int:
             return 1
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
+
+
+# ------------------------------------------- sections other benchmarks write
+# a section written by another benchmark script (benchmarks/resnet18.py) lies between
+# these markers, and a new `ndpool bench` run keeps it
+_BEGIN, _END = "<!-- begin section {} -->", "<!-- end section {} -->"
+_SECTION = re.compile(r"<!-- begin section (\S+) -->.*?<!-- end section \1 -->", re.S)
+
+
+def sections(text: str) -> List[str]:
+    """The marked sections of a results file, markers included, in order."""
+    return [match.group(0) for match in _SECTION.finditer(text)]
+
+
+def write_section(path: Path, name: str, title: str, lines: Sequence[str]) -> None:
+    """Put section ``name`` (a ``## title`` and ``lines``) into the results file at
+    ``path``: in place of its old version, or at the end."""
+    block = "\n".join([_BEGIN.format(name), f"## {title}", ""] + list(lines)
+                      + [_END.format(name)])
+    text = path.read_text() if path.exists() else ""
+    old = next((s for s in sections(text) if s.startswith(_BEGIN.format(name))), None)
+    text = text.replace(old, block) if old else text.rstrip("\n") + "\n\n" + block
+    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "ndpool bench",

@@ -1,5 +1,6 @@
 """Block reductions: ``coarsen`` reduces non-overlapping blocks of any axes, for NumPy,
-Dask and xarray input (array type in = array type out).
+Dask, xarray and ``__dlpack__`` input such as torch tensors (array type in = array type
+out).
 
 Max, min, sums and float means are pooling with kernel = stride = factor and
 ``ceil_mode`` (a partial end block is a window cut by the edge, averaged over its
@@ -18,7 +19,7 @@ from . import _core
 from ._arguments import FLOAT_TYPES, INT_TYPES, MAX_SIZE, choice, flag
 from ._errors import fail, type_fail
 from ._threads import block_threads, capped
-from .arrays import is_dask, is_xarray
+from .arrays import dlpack, is_dask, is_dlpack, is_xarray
 
 OPS = ("mean", "sum", "max", "min", "median", "mode")
 BOUNDARIES = ("exact", "trim", "pad")
@@ -26,7 +27,8 @@ NAME = "coarsen"
 
 
 def coarsen(x, factors, op="mean", *, boundary="exact", skipna=False, dtype=None):
-    """Reduce each block of ``factors`` cells to one: NumPy, Dask or xarray in, same out.
+    """Reduce each block of ``factors`` cells to one: NumPy, Dask, xarray or any
+    ``__dlpack__`` array (a torch tensor) in, the same type out.
 
     >>> import numpy as np, ndpool
     >>> x = np.arange(24.0).reshape(4, 6)
@@ -56,6 +58,9 @@ def coarsen(x, factors, op="mean", *, boundary="exact", skipna=False, dtype=None
     block of NaN alone stays NaN, for the sum too). xarray input keeps its dims, name
     and attrs; coarsened coordinates are the mean of each block's coordinate values.
     """
+    if type(x) is not np.ndarray and is_dlpack(x):   # a torch tensor in, one out
+        return dlpack.apply(NAME, coarsen, x, factors, op, boundary=boundary,
+                            skipna=skipna, dtype=dtype)
     op = choice(NAME, "op", op, OPS)
     boundary = choice(NAME, "boundary", boundary, BOUNDARIES)
     skipna = flag(NAME, "skipna", skipna)

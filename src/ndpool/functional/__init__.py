@@ -8,6 +8,9 @@ from __future__ import annotations
 import functools
 import inspect
 
+import numpy as np
+
+from ..arrays import dlpack, is_dlpack
 from . import _ops, _variants
 
 __all__ = []
@@ -22,12 +25,20 @@ def _public(name: str, impl, template, example: str, wrt=None):
     costs no ``inspect`` machinery per call. ``wrt`` names the op's differentiable
     arguments (``x`` first) when there are more than ``x``; the op then carries them as
     ``_ndpool_wrt`` and ``impl``'s pullback returns a dict of gradients, one per name
-    (``ndpool.vjp`` reads both).
+    (``ndpool.vjp`` reads both). An ``x`` of another array library (a torch
+    tensor, a JAX array: anything with ``__dlpack__``) is computed on as a NumPy view
+    and the results are returned in its type (arrays/dlpack.py).
     """
     signature = inspect.signature(template)
     names = ", ".join(f"{p}={p}" for p in signature.parameters)
-    source = f"def {name}{signature}:\n    return _impl({names})[0]\n"
-    namespace = {"_impl": impl}
+    entries = ", ".join(f"{p!r}: {p}" for p in signature.parameters)
+    # a NumPy array pays one type check; another library's array goes through DLPack
+    source = (f"def {name}{signature}:\n"
+              f"    if type(x) is not _ndarray and _is_dlpack(x):\n"
+              f"        return _dlpack.call({name!r}, _impl, {{{entries}}}, False)[0]\n"
+              f"    return _impl({names})[0]\n")
+    namespace = {"_impl": impl, "_ndarray": np.ndarray, "_is_dlpack": is_dlpack,
+                 "_dlpack": dlpack}
     exec(source, namespace)  # noqa: S102  the source is made above from our own templates
     op = namespace[name]
     op.__name__ = op.__qualname__ = name
