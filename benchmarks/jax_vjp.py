@@ -8,7 +8,8 @@ the table gives medians of repeats and the ratio XLA / ndpool (above 1: ndpool f
 
 XLA's CPU runtime takes each result buffer from ``malloc``, and glibc serves blocks
 this large as fresh pages that the kernel writing them first has to fault in; on these
-machines that costs more than the pooling itself. Run it once as it is and once with
+machines that costs more than the pooling itself (ndpool's handler asks for huge pages
+on its results, which cuts it). Run it once as it is and once with
 ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1000000000000`` (or under jemalloc /
 tcmalloc) to see both; the header says which allocator settings were in force.
 """
