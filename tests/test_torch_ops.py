@@ -1,10 +1,12 @@
 """ndpool.torch against torch.nn.functional and torch.nn: values, indices, gradients,
 opcheck, gradcheck, torch.compile, memory formats, no_grad and devices."""
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as tF  # noqa: E402
 
+import ndpool  # noqa: E402
 import ndpool.torch as T  # noqa: E402
 from ndpool.torch import nn as tnn  # noqa: E402
 
@@ -153,7 +155,9 @@ CALLS = {f"{f}{r}d": kw for r in (1, 2, 3) for f, kw in (
     ("avg_pool", dict(kernel_size=3, stride=2, padding=1, count_include_pad=False)),
     ("lp_pool", dict(norm_type=3, kernel_size=2)),
     ("adaptive_max_pool", dict(output_size=3)),
-    ("adaptive_avg_pool", dict(output_size=3)))}
+    ("adaptive_avg_pool", dict(output_size=3)),
+    ("soft_pool", dict(kernel_size=2, stride=1)),
+    ("median_pool", dict(kernel_size=3, stride=2, padding=1)))}
 CALLS.update(global_max_pool={}, global_avg_pool=dict(keepdims=True))
 
 
@@ -311,3 +315,19 @@ def test_ndpool_own_modules():
     assert "kernel_size=2" in repr(tnn.MinPool2d(2))
     with pytest.raises(TypeError, match="MaxPool2d"):
         tnn.MaxPool2d(2, kernel=3)
+
+
+@pytest.mark.parametrize("name,module,kwargs", [
+    ("soft_pool2d", "SoftPool2d", dict(kernel_size=3, stride=2, padding=1)),
+    ("median_pool2d", "MedianPool2d", dict(kernel_size=3, stride=2, padding=1)),
+])
+def test_variants_equal_the_numpy_ops(name, module, kwargs):
+    x = distinct(2, 3, 7, 8).requires_grad_()
+    y = getattr(T, name)(x, **kwargs)
+    expected, pullback = ndpool.vjp(getattr(ndpool, name), x.detach().numpy(), **kwargs)
+    np.testing.assert_array_equal(y.detach().numpy(), expected)
+    dy = distinct(*y.shape)
+    y.backward(dy)
+    np.testing.assert_array_equal(x.grad.numpy(), pullback(dy.numpy()))
+    layer = getattr(tnn, module)(**kwargs)
+    np.testing.assert_array_equal(layer(x.detach()).numpy(), expected)

@@ -18,8 +18,8 @@ Each public op ``name`` is three custom ops in the ``ndpool`` namespace: ``name`
 ``max_unpool*`` take the indices, ``fractional_max_pool*`` the samples that place their
 windows, as a second tensor (drawn with torch's generator when none are given).
 Bridged: every op of ``ndpool`` except ``pool`` (any axes), ``coarsen`` and, not yet,
-the variants beyond the frameworks (softmax-weighted, stochastic, GeM, blur, median,
-pyramid and region pooling).
+most variants beyond the frameworks (attention, stochastic, GeM, blur, pyramid and
+region pooling); ``soft_pool*`` and ``median_pool*`` are bridged.
 Their fake kernels take output shapes from the same geometry as the NumPy ops, so
 ``torch.compile`` traces them without running a pool. Tensors reach the core as NumPy
 views of their memory; a channels-last tensor goes in as its (N, *spatial, C) view with
@@ -41,7 +41,8 @@ NAMESPACE = "ndpool"
 # (family, ranks): the ops bridged so far; each needs an output-shape rule in _shapes
 _BRIDGED = (("max_pool", (1, 2, 3)), ("min_pool", (1, 2, 3)), ("avg_pool", (1, 2, 3)),
             ("lp_pool", (1, 2, 3)), ("adaptive_max_pool", (1, 2, 3)),
-            ("adaptive_avg_pool", (1, 2, 3)))
+            ("adaptive_avg_pool", (1, 2, 3)), ("soft_pool", (1, 2, 3)),
+            ("median_pool", (1, 2, 3)))
 _GLOBAL = ("global_max_pool", "global_avg_pool")
 _FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
 

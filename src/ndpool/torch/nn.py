@@ -55,7 +55,9 @@ for _rank in (1, 2, 3):
                                ("AvgPool", "avg_pool", _layers._AVG),
                                ("LPPool", "lp_pool", _layers._LP),
                                ("AdaptiveMaxPool", "adaptive_max_pool", _layers._ADAPTIVE_MAX),
-                               ("AdaptiveAvgPool", "adaptive_avg_pool", _layers._ADAPTIVE_AVG)):
+                               ("AdaptiveAvgPool", "adaptive_avg_pool", _layers._ADAPTIVE_AVG),
+                               ("SoftPool", "soft_pool", _layers._SOFT),
+                               ("MedianPool", "median_pool", _layers._MEDIAN)):
         _module(f"{_cls}{_rank}d", f"{_fn}{_rank}d", _params)
 for _rank in (2, 3):
     _module(f"FractionalMaxPool{_rank}d", f"fractional_max_pool{_rank}d", _layers._FRACTIONAL)
