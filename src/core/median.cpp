@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "geometry.hpp"
+#include "host_dtypes.hpp"
 #include "reducers.hpp"
 #include "thread_pool.hpp"
 
@@ -107,24 +108,6 @@ void median_windows(const T *x, T *y, int64_t *index, i64 planes, const Taps (&t
 using Input = nb::ndarray<nb::ro, nb::device::cpu, nb::c_contig>;
 using Output = nb::ndarray<nb::device::cpu, nb::c_contig>;
 using Table = nb::ndarray<const int64_t, nb::ndim<1>, nb::device::cpu, nb::c_contig>;
-
-template <class F>
-void by_dtype(const nb::dlpack::dtype &dt, F &&f) {
-    using Code = nb::dlpack::dtype_code;
-    const auto code = static_cast<Code>(dt.code);
-    if (code == Code::Float && dt.bits == 16) return f(half{});
-    if (code == Code::Float && dt.bits == 32) return f(float{});
-    if (code == Code::Float && dt.bits == 64) return f(double{});
-    if (code == Code::Int && dt.bits == 8) return f(int8_t{});
-    if (code == Code::Int && dt.bits == 16) return f(int16_t{});
-    if (code == Code::Int && dt.bits == 32) return f(int32_t{});
-    if (code == Code::Int && dt.bits == 64) return f(int64_t{});
-    if (code == Code::UInt && dt.bits == 8) return f(uint8_t{});
-    if (code == Code::UInt && dt.bits == 16) return f(uint16_t{});
-    if (code == Code::UInt && dt.bits == 32) return f(uint32_t{});
-    if (code == Code::UInt && dt.bits == 64) return f(uint64_t{});
-    throw nb::type_error("core: unsupported dtype");
-}
 
 // x: (planes, D, H, W); axes: three (first, count, step) of one window row per dim, each
 // window with at least one tap; y: (planes, oD, oH, oW) of x's dtype; index: the same
