@@ -327,6 +327,23 @@ inline bool running_fits(const Geometry &g, bool any_lanes = false) {
            W.stride == 1 && W.step == 1 && !W.per_plane && row_buffer_fits(H) && row_buffer_fits(W);
 }
 
+// Whether row[0, n) holds a NaN, n a multiple of V: a contiguous pass with per-lane
+// flags, which GCC vectorises (a flag set while the strided channels-last cells were
+// copied kept that copy scalar, and it then cost as much as every running pass together).
+template <class A, i64 V>
+inline bool has_nan(const A *row, i64 n) {
+    if constexpr (!std::numeric_limits<A>::has_quiet_NaN) {
+        return false;
+    } else {
+        int32_t flag[V] = {};
+        for (i64 c = 0; c < n; c += V)
+            for (i64 l = 0; l < V; ++l) flag[l] |= row[c + l] != row[c + l] ? -1 : 0;
+        int32_t any = 0;
+        for (i64 l = 0; l < V; ++l) any |= flag[l];
+        return any != 0;
+    }
+}
+
 // One plane (or one chunk of L lanes of a channels-last image) copied into `rows` padded
 // rows of `length` cells of L values, identity outside the input: rows [top, top + rows)
 // and columns [left, left + length) of the input, which may start in the padding. `n`
@@ -338,7 +355,7 @@ inline bool padded_plane(const T *plane, const Geometry &g, i64 lanes, i64 n, i6
                          i64 rows, i64 length, i64 line, A identity, A *padded) {
     const Axis &H = g.axis[1], &W = g.axis[2];
     const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
-    int nan = 0;
+    bool nan = false;
     for (i64 j = 0; j < rows; ++j) {
         A *row = padded + j * line;
         const i64 h = top + j;
@@ -348,29 +365,25 @@ inline bool padded_plane(const T *plane, const Geometry &g, i64 lanes, i64 n, i6
             for (i64 l = 0; l < V; ++l) row[c + l] = identity;
         if (h < 0 || h >= H.n_in) continue;
         const T *src = plane + (h * W.n_in + left) * lanes;
-        if (L == 1) {
+        if (L == 1) {  // contiguous: GCC vectorises the copy with its NaN test
+            int nan_here = 0;
             for (i64 b = lo; b < hi; ++b) {
                 const A v = static_cast<A>(src[b]);
                 row[b] = v;
-                nan |= v != v;
+                nan_here |= v != v;
             }
+            nan = nan || nan_here != 0;
+            continue;
         } else if (n == L) {
             for (i64 b = lo; b < hi; ++b)
-                for (i64 l = 0; l < L; ++l) {
-                    const A v = static_cast<A>(src[b * lanes + l]);
-                    row[b * L + l] = v;
-                    nan |= v != v;
-                }
+                for (i64 l = 0; l < L; ++l) row[b * L + l] = static_cast<A>(src[b * lanes + l]);
         } else {
             for (i64 b = lo; b < hi; ++b)
-                for (i64 l = 0; l < L; ++l) {
-                    const A v = l < n ? static_cast<A>(src[b * lanes + l]) : identity;
-                    row[b * L + l] = v;
-                    nan |= v != v;
-                }
+                for (i64 l = 0; l < L; ++l) row[b * L + l] = l < n ? static_cast<A>(src[b * lanes + l]) : identity;
         }
+        nan = nan || has_nan<A, V>(row, line);
     }
-    return nan != 0;
+    return nan;
 }
 
 // to[c] = combine(a[c], b[c]) for c < n, n a multiple of V: fixed-width inner loops, so a
