@@ -263,3 +263,48 @@ def test_global_forward_in_one_core_call(dtype):
                 assert got.shape == ref.shape and got.dtype == ref.dtype
                 np.testing.assert_allclose(got.astype(np.float64), ref.astype(np.float64),
                                            rtol=2e-3 if dtype == np.float16 else 1e-6)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_disjoint_average_backward(seed):
+    """Averages whose windows never overlap (stride >= kernel) spread dy straight into
+    the input rows they cover: padding, ceil_mode, count_include_pad, divisor_override,
+    1-D to 3-D, both layouts, cells no window reaches (0), against the reference."""
+    rng = np.random.default_rng(seed)
+    rank = 1 + seed % 3
+    layout = "channels_last" if seed % 2 else "channels_first"
+    dtype = (np.float32, np.float64, np.float16)[seed % 3]
+    spatial = tuple(int(rng.integers(3, 12)) for _ in range(rank))
+    kernel = tuple(int(rng.integers(1, min(4, n) + 1)) for n in spatial)
+    stride = tuple(k + int(rng.integers(0, 2)) for k in kernel)
+    padding = tuple(int(rng.integers(0, k // 2 + 1)) for k in kernel)
+    channels = int(rng.integers(1, 6))
+    shape = (2, *spatial, channels) if layout == "channels_last" else (2, channels, *spatial)
+    x = data(rng, shape, dtype)
+    kwargs = dict(stride=stride, padding=padding, ceil_mode=bool(seed % 4 == 1),
+                  count_include_pad=bool(seed % 5), layout=layout)
+    if seed % 7 == 3:
+        kwargs["divisor_override"] = 3
+    op = getattr(ndpool, f"avg_pool{rank}d")
+
+    def run():
+        y, pullback = ndpool.vjp(op, x, kernel, **kwargs)
+        return pullback(data(np.random.default_rng(seed + 100), y.shape, dtype))
+
+    ref, got = both(run)
+    np.testing.assert_allclose(got.astype(np.float64), ref.astype(np.float64),
+                               rtol=2e-3 if dtype == np.float16 else 1e-6, atol=1e-6)
+
+
+def test_disjoint_average_backward_two_by_two_is_dy_over_four_repeated():
+    """The 2x2 stride-2 mean's gradient, bit for bit: every input cell dy / 4."""
+    rng = np.random.default_rng(5)
+    x = data(rng, (3, 4, 10, 14), np.float32)
+    y, pullback = ndpool.vjp(ndpool.avg_pool2d, x, 2)
+    dy = data(rng, y.shape, np.float32)
+    expected = np.repeat(np.repeat(dy / np.float32(4), 2, axis=2), 2, axis=3)
+    np.testing.assert_array_equal(pullback(dy), expected)
+    x_odd = data(rng, (1, 2, 5, 7), np.float32)  # the last row and column are under no window
+    y, pullback = ndpool.vjp(ndpool.avg_pool2d, x_odd, 2)
+    dx = pullback(np.ones(y.shape, np.float32))
+    assert (dx[..., :4, :6] == 0.25).all() and (dx[..., 4, :] == 0).all() and (dx[..., :, 6] == 0).all()

@@ -319,6 +319,76 @@ struct Covers {
     }
 };
 
+// Mean backward of disjoint windows (each input cell under one window at most, along
+// every axis): each output row's shares dy / divisor are made once and written into the
+// first input row its windows cover, which the others copy; every input row is written
+// once (0 where no window reaches), with no spread buffers, zero fill or sums. The
+// shares are the general path's, to the bit. A work unit is one output row.
+template <class T>
+void spread_disjoint(const T *dy, const Divisor &divisor, T *dx, const Geometry &g) {
+    using A = typename Acc<T>::type;
+    const Owners own(g);
+    const Axis D = g.axis[0], H = g.axis[1], W = g.axis[2];  // copies, as in scatter_disjoint
+    const i64 lanes = g.lanes, width = W.n_in * lanes, out_rows = D.n_out * H.n_out;
+    const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
+    const bool pairs = lanes == 1 && pairs_w(W);
+    const i64 *ow_of = own.window[2].data();
+    const double *div = divisor.factor[2];
+    std::vector<i64> uncovered;  // input rows no window reaches
+    for (i64 d = 0; d < D.n_in; ++d)
+        for (i64 h = 0; h < H.n_in; ++h)
+            if (own.window[0][d] < 0 || own.window[1][h] < 0) uncovered.push_back(d * H.n_in + h);
+    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(width * D.kernel * H.kernel, 1));
+    parallel_for(g.planes * out_rows, grain, [&](i64 begin, i64 end) {
+        T *__restrict share = sized(Scratch<T>::get().a, W.n_out * lanes);
+        i64 p = begin / out_rows, r = begin % out_rows, od = r / H.n_out, oh = r % H.n_out;
+        for (i64 u = begin; u < end; ++u) {
+            if (u > begin && ++oh == H.n_out) {  // next output row, carried without divisions
+                oh = 0;
+                if (++od == D.n_out) od = 0, ++p;
+            }
+            r = od * H.n_out + oh;
+            T *plane = dx + p * in_plane;
+            if (r == 0)
+                for (i64 row : uncovered) std::fill(plane + row * width, plane + (row + 1) * width, T(0));
+            const T *__restrict gy = dy + p * out_plane + r * W.n_out * lanes;
+            const double row_div = divisor.row(od, oh);
+            if (lanes == 1) {
+                for (i64 ow = 0; ow < W.n_out; ++ow)
+                    share[ow] = static_cast<T>(static_cast<A>(gy[ow]) / static_cast<A>(row_div * div[ow]));
+            } else {
+                for (i64 ow = 0; ow < W.n_out; ++ow) {
+                    const A dv = static_cast<A>(row_div * div[ow]);
+                    for (i64 l = 0; l < lanes; ++l)
+                        share[ow * lanes + l] = static_cast<T>(static_cast<A>(gy[ow * lanes + l]) / dv);
+                }
+            }
+            const T *first = nullptr;
+            for (i64 td = 0; td < D.count[od]; ++td)
+                for (i64 th = 0; th < H.count[oh]; ++th) {
+                    const i64 d = D.first[od] + td * D.step, h = H.first[oh] + th * H.step;
+                    T *__restrict row = plane + (d * H.n_in + h) * width;
+                    if (first != nullptr) {
+                        std::copy(first, first + width, row);
+                        continue;
+                    }
+                    first = row;
+                    if (pairs) {  // GCC interleaves these with permutes
+                        for (i64 ow = 0; ow < W.n_out; ++ow) row[2 * ow] = share[ow], row[2 * ow + 1] = share[ow];
+                        if (2 * W.n_out < width) std::fill(row + 2 * W.n_out, row + width, T(0));
+                        continue;
+                    }
+                    for (i64 w = 0; w < W.n_in; ++w) {
+                        const i64 o = ow_of[w];
+                        T *cell = row + w * lanes;
+                        if (o < 0) std::fill(cell, cell + lanes, T(0));
+                        else std::copy(share + o * lanes, share + (o + 1) * lanes, cell);
+                    }
+                }
+        }
+    });
+}
+
 // Mean backward: dy / divisor spread over every window's in-bounds taps. Each output row's
 // spread along W is made once; each input row is then the sum of the spread rows of the
 // windows covering it, and is written once.
@@ -346,6 +416,9 @@ void spread(const T *dy, const Divisor &divisor, T *dx, const Geometry &g) {
         });
         return;
     }
+    bool disjoint = true;
+    for (int a = 0; a < 3; ++a) disjoint = disjoint && g.axis[a].disjoint();
+    if (disjoint) return spread_disjoint<T>(dy, divisor, dx, g);
     const Covers cover(g);
     const bool row_path = lanes == 1 && W.stride > 0 && !W.per_plane && row_buffer_fits(W);
     const i64 stride = std::max<i64>(W.stride, 1);
