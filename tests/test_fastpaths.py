@@ -308,3 +308,18 @@ def test_disjoint_average_backward_two_by_two_is_dy_over_four_repeated():
     y, pullback = ndpool.vjp(ndpool.avg_pool2d, x_odd, 2)
     dx = pullback(np.ones(y.shape, np.float32))
     assert (dx[..., :4, :6] == 0.25).all() and (dx[..., 4, :] == 0).all() and (dx[..., :, 6] == 0).all()
+
+
+@pytest.mark.parametrize("planes", [1, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_overlapping_max_backward_in_groups_of_planes(planes, dtype):
+    """Small planes' max backward runs four planes at a time (and the rest one by one):
+    every plane's sums equal the reference's (integer dy: exact in any order)."""
+    rng = np.random.default_rng(planes)
+    x = data(rng, (1, planes, 13, 11), dtype)
+    for kernel, stride, padding in ((5, 1, 2), (3, 2, 1), (4, 3, 0)):
+        def run():
+            y, pullback = ndpool.vjp(ndpool.max_pool2d, x, kernel, stride, padding)
+            return pullback(np.round(data(np.random.default_rng(7), y.shape, dtype)))
+        ref, got = both(run)
+        np.testing.assert_array_equal(got, ref)

@@ -205,8 +205,8 @@ inline std::vector<int32_t> window_origins(const Geometry &g, i64 p) {
 // acc[target(o)] += dy[o] for the outputs of plane rows [r0, r1) (D and H flattened),
 // lanes == 1, in order. (Measured on Zen 3 with sppf's codes: an order that keeps two
 // adds to one cell apart, by phases of disjoint windows or by interleaved quarters, and
-// summing runs of one target in a register first, were all as slow or slower: what
-// costs is the adds to cells that a recent store touched, wherever they fall.)
+// summing runs of one target in a register first, were all as slow or slower within one
+// plane; other planes' adds in between do help: scatter_grouped.)
 template <class A, class T, class Target>
 inline void scatter_rows(A *acc, const T *gy, i64 n_w, i64 r0, i64 r1, Target &&target) {
     for (i64 o = r0 * n_w; o < r1 * n_w; ++o) acc[target(o)] += static_cast<A>(gy[o]);
@@ -252,6 +252,44 @@ void scatter_bands(const T *dy, const I *arg, T *dx, const Geometry &g, const in
         });
 }
 
+// Max/min backward of small planes (lanes == 1, shared window origins, sums in T): the
+// planes go kGroup at a time, one output cell of each in turn. Within a plane, adds to one
+// cell follow each other closely (a 5x5 stride-1 window's winner wins up to 25 windows)
+// and each waits on the last; the other planes' adds are independent work in between.
+// On Zen 3, 8x256 planes of 40x40: spp's 13x13 backward 8.0 -> 5.7 ms at 1 thread,
+// sppf's 5x5 about 10% faster.
+constexpr i64 kGroup = 4;
+
+// One group's adds. Pointers that advance, in a function of its own, keep the planes'
+// addresses in registers: indexed from one base inside the work loop, GCC spilled them
+// and the grouping lost its gain.
+template <i64 G, class T, class I>
+__attribute__((noinline)) void grouped_adds(T *acc, const T *gy, const I *a, const int32_t *origin,
+                                            const int32_t *rel, i64 in_plane, i64 out_plane) {
+    std::fill(acc, acc + G * in_plane, T(0));
+    const T *const gy_end = gy + out_plane;
+    for (; gy < gy_end; ++gy, ++a, ++origin) {  // pointers that advance: fewer live registers
+        const int32_t at = *origin;
+        for (i64 k = 0; k < G; ++k) acc[k * in_plane + at + rel[a[k * out_plane]]] += gy[k * out_plane];
+    }
+}
+
+template <class T, class I>
+void scatter_grouped(const T *dy, const I *arg, T *dx, const Geometry &g, const int32_t *origin, const int32_t *rel) {
+    const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
+    const i64 groups = g.planes / kGroup, rest = g.planes % kGroup;  // the rest go one by one
+    parallel_for(groups + rest, std::max<i64>(1, 4096 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
+        for (i64 u = begin; u < end; ++u) {
+            const i64 p0 = u < groups ? u * kGroup : groups * kGroup + (u - groups);
+            T *acc = dx + p0 * in_plane;
+            const T *gy = dy + p0 * out_plane;
+            const I *a = arg + p0 * out_plane;
+            if (u < groups) grouped_adds<kGroup>(acc, gy, a, origin, rel, in_plane, out_plane);
+            else grouped_adds<1>(acc, gy, a, origin, rel, in_plane, out_plane);
+        }
+    });
+}
+
 // Max/min backward, ties to the first winner: dx[winner] += dy. `arg` holds compact
 // kernel offsets (I = uint8/uint16) or flat per-plane indices (I = int64, Flat).
 template <class T, class I, bool Flat>
@@ -271,6 +309,8 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
     const int32_t *relp = rel.data();
     if (lanes == 1 && !per_plane && in_plane >= (i64(1) << 16))  // large planes: by the size only, so
         return scatter_bands<T, I, Flat>(dy, arg, dx, g, shared.data(), relp);
+    if (lanes == 1 && !per_plane && !Flat && std::is_same<A, T>::value && g.planes >= kGroup)
+        return scatter_grouped<T, I>(dy, arg, dx, g, shared.data(), relp);
     for_planes(g, [&](i64 p, i64 l0, i64 l1) {
         T *dxp = dx + p * in_plane;
         const T *dyp = dy + p * out_plane;
