@@ -146,6 +146,9 @@ def test_crash_then_rerun_completes_even_over_a_torn_chunk(tmp_path, monkeypatch
     torn.parent.mkdir(parents=True, exist_ok=True)
     torn.write_bytes(b"\x28\xb5\x2f\xfd half a chunk")
     assert not (out / PROGRESS / "1" / "2.2.2").exists()
+    # what a kill during a write leaves: zarr's temporary file and a chunk copy's
+    (out / "1" / "c" / "2" / "2" / "1.9cd275cd7ef14e62bb9263171f8caf8b.partial").write_bytes(b"")
+    (out / "0" / "c" / "0" / "0" / "0.tmp").write_bytes(b"\x28\xb5")
     with pytest.raises(FileExistsError, match="half-written pyramid of other settings"):
         ndpool.pyramid(x, out, **dict(kw, op="max"))
     ndpool.pyramid(x, out, **kw)

@@ -15,6 +15,7 @@ import json
 import math
 import numbers
 import os
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -232,6 +233,7 @@ def _begin(root: Path, plan: Plan) -> bool:
         if job.read_text() != record:
             fail(NAME, f"{root} holds a half-written pyramid of other settings",
                  "pass overwrite=True to start over", kind=FileExistsError)
+        _sweep_temporaries(root, plan)
     elif root.exists() and any(p.name != PROGRESS for p in root.iterdir()):
         if _complete(root, plan):
             return False
@@ -244,6 +246,22 @@ def _begin(root: Path, plan: Plan) -> bool:
         _create_levels(root, plan)
         created.touch()
     return True
+
+
+# the temporary files a killed job leaves in its levels: zarr's atomic writes
+# (<chunk>.<uuid4 hex>.partial) and the raw chunk copies' (<chunk>.tmp)
+_TEMPORARY = re.compile(r"(\.[0-9a-f]{32}\.partial|\.tmp)$")
+
+
+def _sweep_temporaries(root: Path, plan: Plan) -> None:
+    """Remove what a job killed midway left half-written in the levels' folders: each of
+    those chunks is unmarked and gets written again, and the finished store must hold
+    exactly what an uninterrupted run writes."""
+    for level in range(len(plan.shapes)):
+        for folder, _, names in os.walk(root / str(level)):
+            for name in names:
+                if _TEMPORARY.search(name):
+                    os.remove(os.path.join(folder, name))
 
 
 def _create_levels(root: Path, plan: Plan) -> None:
