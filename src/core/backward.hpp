@@ -75,6 +75,30 @@ struct Owners {
     }
 };
 
+// The input rows (D and H flattened) that no window reaches.
+inline std::vector<i64> uncovered_rows(const Owners &own, const Geometry &g) {
+    std::vector<i64> rows;
+    for (i64 d = 0; d < g.axis[0].n_in; ++d)
+        for (i64 h = 0; h < g.axis[1].n_in; ++h)
+            if (own.window[0][d] < 0 || own.window[1][h] < 0) rows.push_back(d * g.axis[1].n_in + h);
+    return rows;
+}
+
+// body(p, od, oh) for the work units [begin, end) of planes x output rows (D and H), the
+// next row carried from the last without divisions.
+template <class F>
+inline void each_output_row(i64 n_od, i64 n_oh, i64 begin, i64 end, F &&body) {
+    const i64 out_rows = n_od * n_oh;
+    i64 p = begin / out_rows, od = begin % out_rows / n_oh, oh = begin % out_rows % n_oh;
+    for (i64 u = begin; u < end; ++u) {
+        if (u > begin && ++oh == n_oh) {
+            oh = 0;
+            if (++od == n_od) od = 0, ++p;
+        }
+        body(p, od, oh);
+    }
+}
+
 // One input row under 2-tap stride-2 windows: row[2j + t] = (a[j] == k0 + t) ? dy[j] : 0;
 // the level's vector way (simd/kernels.hpp) first, this loop for the rest.
 template <class T, class I>
@@ -101,19 +125,11 @@ void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
     const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
     const bool pairs = lanes == 1 && pairs_w(W);
     const i64 *ow_of = own.window[2].data(), *kw_of = own.tap[2].data();
-    std::vector<i64> uncovered;  // input rows no window reaches
-    for (i64 d = 0; d < D.n_in; ++d)
-        for (i64 h = 0; h < H.n_in; ++h)
-            if (own.window[0][d] < 0 || own.window[1][h] < 0) uncovered.push_back(d * H.n_in + h);
+    const std::vector<i64> uncovered = uncovered_rows(own, g);
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(width * D.kernel * H.kernel, 1));
     parallel_for(g.planes * out_rows, grain, [&](i64 begin, i64 end) {
-        i64 p = begin / out_rows, r = begin % out_rows, od = r / H.n_out, oh = r % H.n_out;
-        for (i64 u = begin; u < end; ++u) {
-            if (u > begin && ++oh == H.n_out) {  // next output row, carried without divisions
-                oh = 0;
-                if (++od == D.n_out) od = 0, ++p;
-            }
-            r = od * H.n_out + oh;
+        each_output_row(D.n_out, H.n_out, begin, end, [&](i64 p, i64 od, i64 oh) {
+            const i64 r = od * H.n_out + oh;
             T *plane = dx + p * in_plane;
             if (r == 0)
                 for (i64 row : uncovered) std::fill(plane + row * width, plane + (row + 1) * width, T(0));
@@ -146,7 +162,7 @@ void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
                         }
                     }
                 }
-        }
+        });
     });
 }
 
@@ -374,20 +390,12 @@ void spread_disjoint(const T *dy, const Divisor &divisor, T *dx, const Geometry 
     const bool pairs = lanes == 1 && pairs_w(W);
     const i64 *ow_of = own.window[2].data();
     const double *div = divisor.factor[2];
-    std::vector<i64> uncovered;  // input rows no window reaches
-    for (i64 d = 0; d < D.n_in; ++d)
-        for (i64 h = 0; h < H.n_in; ++h)
-            if (own.window[0][d] < 0 || own.window[1][h] < 0) uncovered.push_back(d * H.n_in + h);
+    const std::vector<i64> uncovered = uncovered_rows(own, g);
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(width * D.kernel * H.kernel, 1));
     parallel_for(g.planes * out_rows, grain, [&](i64 begin, i64 end) {
         T *__restrict share = sized(Scratch<T>::get().a, W.n_out * lanes);
-        i64 p = begin / out_rows, r = begin % out_rows, od = r / H.n_out, oh = r % H.n_out;
-        for (i64 u = begin; u < end; ++u) {
-            if (u > begin && ++oh == H.n_out) {  // next output row, carried without divisions
-                oh = 0;
-                if (++od == D.n_out) od = 0, ++p;
-            }
-            r = od * H.n_out + oh;
+        each_output_row(D.n_out, H.n_out, begin, end, [&](i64 p, i64 od, i64 oh) {
+            const i64 r = od * H.n_out + oh;
             T *plane = dx + p * in_plane;
             if (r == 0)
                 for (i64 row : uncovered) std::fill(plane + row * width, plane + (row + 1) * width, T(0));
@@ -425,7 +433,7 @@ void spread_disjoint(const T *dy, const Divisor &divisor, T *dx, const Geometry 
                         else std::copy(share + o * lanes, share + (o + 1) * lanes, cell);
                     }
                 }
-        }
+        });
     });
 }
 
