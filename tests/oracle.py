@@ -8,6 +8,8 @@ gradient depends on which tied element wins.
 """
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 
 import ndpool
@@ -211,3 +213,18 @@ def random_shape(rng, rank, spatial, *, channels_last=False, batched=True):
     if channels_last:
         return ((n,) if batched else ()) + tuple(spatial) + (c,)
     return ((n,) if batched else ()) + (c,) + tuple(spatial)
+
+
+def traced_peak(call):
+    """(result, peak bytes traced while ``call`` ran, beyond what was live before).
+    tracemalloc sees NumPy's allocations, not torch's."""
+    call()   # warm caches (the Window cache, lazily imported modules) outside the count
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
+        result = call()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak - before

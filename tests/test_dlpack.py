@@ -2,7 +2,6 @@
 JAX arrays through the NumPy API, their memory read without a copy, values equal to the
 NumPy results, the pullback of ``vjp`` taking and giving the caller's type, and errors
 for arrays in device memory."""
-import tracemalloc
 import types
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 
 import ndpool
 from ndpool.arrays import dlpack
+from oracle import traced_peak
 
 torch = pytest.importorskip("torch")
 
@@ -90,21 +90,6 @@ def test_the_numpy_view_is_the_tensors_memory():
         assert view.strides == tuple(s * tensor.element_size() for s in tensor.stride())
 
 
-def _traced_peak(call):
-    """Peak bytes NumPy allocated while ``call`` ran (torch's allocations are not
-    traced, so a copy of the input made by NumPy or the ops layer would show)."""
-    call()
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before, _ = tracemalloc.get_traced_memory()
-        result = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return result, peak - before
-
-
 BIG = torch.from_numpy(distinct(1, 8, 256, 256))   # 2 MiB
 
 
@@ -116,7 +101,7 @@ def test_the_input_is_not_copied(memory_format, kind):
              "min": lambda a: ndpool.min_pool2d(a, 2, return_indices=True),
              "avg": lambda a: ndpool.avg_pool2d(a, 2),
              "adaptive": lambda a: ndpool.adaptive_avg_pool2d(a, 7)}
-    result, peak = _traced_peak(lambda: calls[kind](x))
+    result, peak = traced_peak(lambda: calls[kind](x))
     parts = result if isinstance(result, tuple) else (result,)
     out = sum(r.numel() * r.element_size() for r in parts)
     assert peak <= out + 64 * 1024 < x.numel() * x.element_size(), (peak, out)
@@ -215,9 +200,8 @@ def test_layers_take_tensors():
 
 
 # --------------------------------------------------------------- other libraries
-class HostArray:
-    """Another library's CPU array (as CuPy's or any array-API library's would be): it
-    has DLPack and an array-API namespace, and nothing else NumPy knows."""
+class Bare:
+    """An array of a library that has DLPack and nothing else (no array-API namespace)."""
 
     def __init__(self, data):
         self._data = data
@@ -227,6 +211,11 @@ class HostArray:
 
     def __dlpack_device__(self):
         return self._data.__dlpack_device__()
+
+
+class HostArray(Bare):
+    """Another library's CPU array (as CuPy's or any array-API library's would be): it
+    has DLPack and an array-API namespace, and nothing else NumPy knows."""
 
     def __array_namespace__(self, api_version=None):
         return types.SimpleNamespace(from_dlpack=lambda a: HostArray(np.from_dlpack(a)))
@@ -263,16 +252,6 @@ def test_a_gpu_dy_is_refused_by_the_pullback():
 
 
 def test_an_array_of_a_library_without_from_dlpack():
-    class Bare:
-        def __init__(self, data):
-            self._data = data
-
-        def __dlpack__(self, **kwargs):
-            return self._data.__dlpack__(**kwargs)
-
-        def __dlpack_device__(self):
-            return self._data.__dlpack_device__()
-
     with pytest.raises(TypeError, match="max_pool2d: x is a .*Bare, whose library has no "
                                         "from_dlpack"):
         ndpool.max_pool2d(Bare(X2), 2)

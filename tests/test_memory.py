@@ -5,32 +5,17 @@ never copied; any other view is copied at most once.
 from __future__ import annotations
 
 import os
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import ndpool
-from oracle import available_backends
+from oracle import available_backends, traced_peak
 
 pytestmark = pytest.mark.skipif("compiled" not in available_backends(),
                                 reason="the compiled core is not built")
 
 SLACK = 64 * 1024   # Window tables, divisors, small Python objects
-
-
-def _peak(call):
-    """(result, peak bytes traced while ``call`` ran, beyond what was live before)."""
-    call()   # warm caches (the Window cache, lazily imported modules) outside the count
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        before, _ = tracemalloc.get_traced_memory()
-        result = call()
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return result, peak - before
 
 
 def _bytes(result):
@@ -62,7 +47,7 @@ def test_contiguous_forward_allocates_only_its_outputs(name):
     call = CASES[name]
     assert X.flags.c_contiguous
     with ndpool.use_backend("compiled"):
-        result, peak = _peak(lambda: call(X))
+        result, peak = traced_peak(lambda: call(X))
     # (a copy of the 4 MiB input would not fit under this bound either)
     assert peak <= _bytes(result) + SLACK, (
         f"{name}: traced peak {peak} bytes for {_bytes(result)} bytes of output")
@@ -79,7 +64,7 @@ def test_contiguous_channels_last_is_not_copied(layout_shape, kind):
     call = {"max": lambda: ndpool.max_pool2d(x, 2, layout="channels_last"),
             "avg": lambda: ndpool.avg_pool2d(x, 3, 2, 1, layout="channels_last")}[kind]
     with ndpool.use_backend("compiled"):
-        result, peak = _peak(call)
+        result, peak = traced_peak(call)
     assert peak <= _bytes(result) + SLACK
     np.testing.assert_allclose(result, _reference(call), rtol=1e-5, atol=1e-6)
 
@@ -88,7 +73,7 @@ def test_contiguous_channels_last_is_not_copied(layout_shape, kind):
 def test_other_dtypes_are_not_converted(dtype):
     x = (X[:, :2] * 10).astype(dtype)
     with ndpool.use_backend("compiled"):
-        result, peak = _peak(lambda: ndpool.max_pool2d(x, 3, 2, 1))
+        result, peak = traced_peak(lambda: ndpool.max_pool2d(x, 3, 2, 1))
     assert result.dtype == x.dtype
     assert peak <= _bytes(result) + SLACK
 
@@ -99,7 +84,7 @@ def test_unbatched_and_1d_3d_inputs_are_not_copied():
              (X.reshape(1, 4, 64, 64, 64), lambda x: ndpool.max_pool3d(x, 2))]
     for x, call in cases:
         with ndpool.use_backend("compiled"):
-            result, peak = _peak(lambda: call(x))
+            result, peak = traced_peak(lambda: call(x))
         assert peak <= _bytes(result) + SLACK, x.shape
 
 
@@ -108,7 +93,7 @@ def test_other_views_are_copied_at_most_once(view):
     base = {"reversed": X[..., ::-1], "strided": np.repeat(X, 2, axis=-1)[..., ::2],
             "fortran": np.asfortranarray(X)}[view]
     with ndpool.use_backend("compiled"):
-        result, peak = _peak(lambda: ndpool.max_pool2d(base, 2))
+        result, peak = traced_peak(lambda: ndpool.max_pool2d(base, 2))
     assert peak <= base.nbytes + _bytes(result) + SLACK
     np.testing.assert_array_equal(result, _reference(lambda: ndpool.max_pool2d(base, 2)))
 
