@@ -323,3 +323,43 @@ def test_overlapping_max_backward_in_groups_of_planes(planes, dtype):
             return pullback(np.round(data(np.random.default_rng(7), y.shape, dtype)))
         ref, got = both(run)
         np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("k", [5, 9, 13])
+def test_running_max_min_keep_the_first_extreme_in_scan_order(k):
+    """Ties between -0.0 and +0.0 show which cell a window kept: PyTorch keeps the first
+    in scan order (row by row), and so must the running extremes. Reducing H before W
+    would keep the first row of the first column that holds a zero instead. (The
+    reference backend's NumPy reductions leave the sign of a tie unspecified.)"""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(k)
+    x = rng.choice(np.array([-0.0, 0.0, -1.0], np.float32), size=(2, 3, 37, 45))
+    for op, name, y in ((ndpool.max_pool2d, "max", x), (ndpool.min_pool2d, "min", -x)):
+        t = torch.from_numpy(y)
+        want = (torch.nn.functional.max_pool2d(t, k, 1, k // 2) if name == "max"
+                else -torch.nn.functional.max_pool2d(-t, k, 1, k // 2)).numpy()
+        with ndpool.use_backend("compiled"):
+            got = op(y, k, 1, k // 2)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        assert np.signbit(want).any() and not np.signbit(want).all()
+
+
+@pytest.mark.parametrize("kernel", [(4, 1), (6, 9), (7, 17), (31, 31), (9, 63), (13, 40)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int8, np.float64])
+def test_running_max_min_every_kind_of_pass(kernel, dtype):
+    """The separable passes of channels-first planes per kernel size: up to 8 taps along W
+    unrolled, wider ones by doubling spans then up to 8 taps s apart (s = 2, 4, 8), in
+    segments of 512 cells; up to 6 rows along H in one flat pass, taller ones by van Herk
+    blocks. Rows of 601 cells (no whole number of vectors, two segments), a NaN in one
+    plane only (its band is done again with the NaN test)."""
+    rng = np.random.default_rng(sum(kernel))
+    x = data(rng, (2, 1, 40, 601), dtype)
+    if x.dtype.kind == "f":
+        x[1, 0, 30, 300] = np.nan
+    pad = (kernel[0] // 2, kernel[1] // 2)
+    for op in (ndpool.max_pool2d, ndpool.min_pool2d):
+        ref, got = both(lambda: op(x, kernel, 1, pad))
+        np.testing.assert_array_equal(got, ref)
+        if x.dtype.kind == "f":
+            assert np.isnan(got[1]).sum() == np.isnan(ref[1]).sum() > 0 and not np.isnan(got[0]).any()

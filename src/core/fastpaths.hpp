@@ -319,8 +319,10 @@ void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
 // Large stride-1 windows of max/min (SPP's 5x5 to 13x13): cost independent of the
 // kernel height by van Herk / Gil-Werman running extremes over rows (prefix and suffix
 // extremes within blocks of kH rows, each a vectorised row operation), and logarithmic
-// in the kernel width by doubling spans along the row. The passes read one H x W plane
-// per plane: a volume's D slices (D.n_in > 1, even with a depth-1 kernel) go elsewhere.
+// in the kernel width by doubling spans along the row: forward_running for chunks of
+// channels-last lanes, forward_separable (below) for channels-first planes. The passes
+// read one H x W plane per plane: a volume's D slices (D.n_in > 1, even with a depth-1
+// kernel) go elsewhere.
 inline bool running_fits(const Geometry &g, bool any_lanes = false) {
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
     return (g.lanes == 1 || any_lanes) && D.trivial && D.n_in == 1 && H.stride == 1 && H.step == 1 && H.kernel >= 4 && !H.per_plane &&
@@ -461,8 +463,8 @@ void running_band(const A *padded, A *prefix, A *suffix, A *m, i64 rows, i64 n_o
     }
 }
 
-// L lanes travel together as one cell of L values: L = 1 for channels-first planes; for
-// channels-last data a unit is one image's chunk of L lanes, every loop below running
+// L lanes travel together as one cell of L values (L = 1 would be a channels-first
+// plane; those take forward_separable): a unit is one image's chunk of L lanes, every loop below running
 // over contiguous cells of L values (the tail chunk's missing lanes are computed on
 // identity values and not written).
 template <class R, class T, class A, i64 L>
@@ -491,7 +493,7 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
         for (i64 u = begin; u < end; ++u) {
             const i64 b = u % bands, pc = u / bands, p = pc / chunks, l0 = (pc % chunks) * L;
             const i64 n = std::min(L, lanes - l0), oh0 = b * band_h, n_oh = std::min(band_h, oH - oh0);
-            const i64 rows = n_oh + kH - 1, band = n_oh * line;
+            const i64 rows = n_oh + kH - 1;
             const T *plane = x + p * in_plane + l0;
             // without a NaN in the band every pass below is one max/min per vector
             T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW * lanes + l0;
@@ -499,6 +501,290 @@ void forward_running(const T *x, const Geometry &g, const Outputs &out) {
                 running_band<R, T, A, L, V>(padded, prefix, suffix, m, rows, n_oh, line, kH, kW, oW, lanes, n, y);
             else
                 running_band<NanFree<R>, T, A, L, V>(padded, prefix, suffix, m, rows, n_oh, line, kH, kW, oW, lanes, n, y);
+        }
+    });
+}
+
+// The width the separable passes below are written for: one register of the level
+// (64 bytes AVX-512, 32 AVX2, 16 SSE2 and NEON). A row rounded up to a wider unit would
+// spend a fifth of every pass on sppf's 40-cell rows past their end (48 cells).
+#if defined(__AVX512F__)
+constexpr i64 kVectorBytes = 64;
+#elif defined(__AVX2__)
+constexpr i64 kVectorBytes = 32;
+#else
+constexpr i64 kVectorBytes = 16;
+#endif
+
+inline i64 round_up(i64 n, i64 v) { return (n + v - 1) / v * v; }
+
+// One vector register's worth of A (GCC's vector types: the same source compiles to
+// the level's instructions, and a max/min of two is one instruction where the level has it).
+template <class A>
+struct VectorOf {
+    typedef A type __attribute__((vector_size(kVectorBytes)));
+    typedef A unaligned __attribute__((vector_size(kVectorBytes), aligned(alignof(A))));
+};
+template <class A>
+using Vec = typename VectorOf<A>::type;
+
+template <class A>
+inline Vec<A> load(const A *p) { return *reinterpret_cast<const typename VectorOf<A>::unaligned *>(p); }
+
+template <class A>
+inline void store(A *p, Vec<A> v) { *reinterpret_cast<typename VectorOf<A>::unaligned *>(p) = v; }
+
+// The W windows of one padded row with K taps (K <= 8), unrolled: out[o] = the extreme
+// of pr[o, o + K) for o < n (n a multiple of V), later taps taking over from earlier
+// ones by R::take (scan order).
+template <class R, class A, i64 V, int K>
+void row_taps(const A *__restrict pr, i64 n, A *__restrict out) {
+    for (i64 c = 0; c < n; c += V) {
+        Vec<A> a = load(pr + c);
+        for (int k = 1; k < K; ++k) a = combine<R>(load(pr + c + k), a);
+        store(out + c, a);
+    }
+}
+
+// Wider W windows: doubling spans in t1 and t2 up to a span s (a power of two), then
+// J <= 8 taps s apart (the last one at K - s, overlapping: a max/min may count a cell
+// twice), unrolled. Segment by segment (kSegment outputs): the spans' rows stay in L1
+// however long the row.
+constexpr i64 kSegment = 512;
+
+template <class R, class A, i64 V, int J>
+void row_span_taps(const A *__restrict cur, i64 s, i64 last, i64 n, A *__restrict out) {
+    for (i64 c = 0; c < n; c += V) {
+        Vec<A> a = load(cur + c);
+        for (int j = 1; j + 1 < J; ++j) a = combine<R>(load(cur + c + j * s), a);
+        store(out + c, combine<R>(load(cur + c + last), a));
+    }
+}
+
+template <class R, class A, i64 V>
+struct RowSpans {
+    using Taps = void (*)(const A *, i64, i64, i64, A *);
+    i64 kW = 0, s = 1;
+    Taps taps = nullptr;
+
+    template <int J>
+    static Taps taps_for(i64 j) {
+        if constexpr (J > 2)
+            if (j < J) return taps_for<J - 1>(j);
+        return row_span_taps<R, A, V, J>;
+    }
+    explicit RowSpans(i64 k) : kW(k) {
+        while ((kW + s - 1) / s > 8) s *= 2;
+        taps = taps_for<8>((kW + s - 1) / s);
+    }
+    void operator()(const A *__restrict pr, i64 n, A *__restrict t1, A *__restrict t2, A *__restrict out) const {
+        for (i64 c0 = 0; c0 < n; c0 += kSegment) {
+            const i64 n_seg = std::min(kSegment, n - c0);
+            const A *cur = pr + c0;  // cur[i]: the extreme of pr[c0 + i, c0 + i + span)
+            A *next = t1;
+            for (i64 span = 1; span < s; span *= 2) {
+                const i64 m = round_up(n_seg + kW - 2 * span, V);
+                for (i64 c = 0; c < m; c += V) store(next + c, combine<R>(load(cur + c + span), load(cur + c)));
+                cur = next, next = next == t1 ? t2 : t1;
+            }
+            taps(cur, s, kW - s, n_seg, out + c0);
+        }
+    }
+};
+
+// Stores U vectors to one output row: all U * V cells, or (the row's end) the first n.
+template <class T, class A, i64 U>
+inline void put_strip(T *__restrict y, const Vec<A> (&v)[U], i64 n) {
+    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    if (n >= U * V) {
+        if constexpr (std::is_same<T, A>::value) {
+            for (i64 u = 0; u < U; ++u) store(y + u * V, v[u]);
+        } else {
+            for (i64 u = 0; u < U; ++u)
+                for (i64 l = 0; l < V; ++l) y[u * V + l] = static_cast<T>(v[u][l]);
+        }
+    } else {
+        for (i64 l = 0; l < n; ++l) y[l] = static_cast<T>(v[l / V][l % V]);
+    }
+}
+
+// Runs strip(c, U_tag, n) over a row of oW cells: strips of four vectors, then two,
+// then one, each wholly inside the row, then the last cells (fewer than V) with the
+// count n < V (the only strip whose stores take a loop). The strips capture by value:
+// captured by reference, every geometry value is reloaded after each store (it might
+// alias), four times the instructions.
+template <class A, class F>
+inline void each_strip(i64 oW, F &&strip) {
+    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    const i64 full = oW / V * V;
+    i64 c = 0;
+    for (; c + 4 * V <= full; c += 4 * V) strip(c, std::integral_constant<i64, 4>{}, 4 * V);
+    for (; c + 2 * V <= full; c += 2 * V) strip(c, std::integral_constant<i64, 2>{}, 2 * V);
+    for (; c < full; c += V) strip(c, std::integral_constant<i64, 1>{}, V);
+    if (full < oW) strip(full, std::integral_constant<i64, 1>{}, oW - full);
+}
+
+// One output row of H windows K rows tall (K <= 6), unrolled: y[o] = the extreme of
+// w's rows [0, K) at o.
+template <class R, class T, class A, int K>
+void column_taps(const A *__restrict w, i64 wline, T *__restrict y, i64 oW) {
+    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    each_strip<A>(oW, [=](i64 c, auto units, i64 n) {
+        constexpr i64 U = decltype(units)::value;
+        Vec<A> a[U];
+        for (i64 u = 0; u < U; ++u) a[u] = load(w + c + u * V);
+        for (int t = 1; t < K; ++t)
+            for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load(w + t * wline + c + u * V), a[u]);
+        put_strip<T, A, U>(y + c, a, n);
+    });
+}
+
+// Taller H windows by van Herk / Gil-Werman blocks of kH rows: the windows that start in
+// the block at w's row 0 (at most `count` of them), strip by strip. A strip's suffix
+// extremes of the block go to S (kH x U vectors, in L1), the next block's prefix
+// extremes are carried in registers, and each window's value is written once; the rows
+// written in turn stay kH (a wide image's rows are pages apart).
+template <class R, class T, class A>
+void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__restrict S, T *__restrict y, i64 oW) {
+    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    each_strip<A>(oW, [=](i64 c, auto units, i64 n) {
+        constexpr i64 U = decltype(units)::value;
+        const A *col = w + c;
+        Vec<A> a[U];
+        for (i64 u = 0; u < U; ++u) {
+            a[u] = load(col + (kH - 1) * wline + u * V);
+            store(S + ((kH - 1) * U + u) * V, a[u]);
+        }
+        for (i64 t = kH - 2; t >= 0; --t)
+            for (i64 u = 0; u < U; ++u) {
+                a[u] = combine<R>(a[u], load(col + t * wline + u * V));
+                store(S + (t * U + u) * V, a[u]);
+            }
+        put_strip<T, A, U>(y + c, a, n);  // the window that is the block
+        const A *next = col + kH * wline;  // the next block's rows, in order
+        for (i64 u = 0; u < U; ++u) a[u] = load(next + u * V);
+        for (i64 t = 1; t < std::min(kH, count); ++t) {
+            if (t > 1)
+                for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load(next + (t - 1) * wline + u * V), a[u]);
+            Vec<A> v[U];
+            for (i64 u = 0; u < U; ++u) v[u] = combine<R>(a[u], load(S + (t * U + u) * V));
+            put_strip<T, A, U>(y + t * oW + c, v, n);
+        }
+    });
+}
+
+// The passes of one band, for one reduction Q (R, or R without the NaN test): the
+// kernel sizes up to 8 taps along W and 6 rows along H are compile-time constants.
+template <class Q, class T, class A>
+struct SeparablePasses {
+    static constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    using Row = void (*)(const A *, i64, A *);
+    using Column = void (*)(const A *, i64, T *, i64);
+    Row row = nullptr;
+    Column column = nullptr;
+    RowSpans<Q, A, V> spans;
+
+    template <int K>
+    static Row row_for(i64 k) {
+        if constexpr (K > 1)
+            if (k < K) return row_for<K - 1>(k);
+        return k == K ? row_taps<Q, A, V, K> : nullptr;
+    }
+    template <int K>
+    static Column column_for(i64 k) {
+        if constexpr (K > 4)
+            if (k < K) return column_for<K - 1>(k);
+        return k == K ? column_taps<Q, T, A, K> : nullptr;
+    }
+    SeparablePasses(i64 kH, i64 kW) : row(row_for<8>(kW)), column(column_for<6>(kH)), spans(kW) {}
+};
+
+// Large stride-1 windows of max/min over channels-first planes (SPP's 5x5 to 13x13, a
+// scientist's k x k filter of one image): separable, W first then H, so that the first
+// extreme in scan order stays (as PyTorch's). Per band of output rows: each input row
+// is copied into a padded row (identity outside the input), one row ahead of its W
+// pass, and reduced along W into w, a band of rows oW apart like y's (in L1 for SPP's
+// planes, in L2 for a 2048-wide image); then the H windows run over w in strips of up
+// to four vectors and are written to y once (windows up to 6 rows tall in one flat pass
+// over the band). The passes run NaN-free (one max/min instruction a vector) unless the
+// band's input holds a NaN.
+template <class R, class T, class A>
+void forward_separable(const T *x, const Geometry &g, const Outputs &out) {
+    const Axis &H = g.axis[1], &W = g.axis[2];
+    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
+    const i64 length = oW + kW - 1;
+    const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
+    const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
+    const A identity = R::template identity<A>();
+    const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
+    const i64 wline = round_up(oW, V), plen = round_up(wline + 2 * kW + 2 * V, V);
+    const i64 tlen = round_up(kSegment + 2 * kW + 2 * V, V);
+    // a band's W-reduced rows within 256 KiB where that leaves bands of 2 kH rows or more
+    const i64 fit = (i64(256) << 10) / (wline * static_cast<i64>(sizeof(A))) - (kH - 1);
+    const i64 band_h = std::min(oH, std::max<i64>(fit, 2 * kH));
+    const i64 bands = (oH + band_h - 1) / band_h;
+    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(band_h * W.n_in, 1));
+    const SeparablePasses<R, T, A> with_nan(kH, kW);
+    const SeparablePasses<NanFree<R>, T, A> nan_free(kH, kW);
+    parallel_for(g.planes * bands, grain, [&](i64 begin, i64 end) {
+        auto &sc = Scratch<A>::get();
+        A *w = sized(sc.a, (band_h + kH - 1) * oW + wline + V);
+        A *pr = sized(sc.row, 2 * plen + 2 * tlen), *t1 = pr + 2 * plen, *t2 = t1 + tlen;
+        A *S = sized(sc.b, kH * 4 * V);
+        std::fill(pr, pr + 2 * plen, identity);  // only [lo, hi) is ever overwritten
+        std::fill(t1, t2 + tlen, A(0));
+        for (i64 u = begin; u < end; ++u) {
+            const i64 p = u / bands, oh0 = (u % bands) * band_h, n_oh = std::min(band_h, oH - oh0);
+            const i64 rows = n_oh + kH - 1, h0 = top + oh0;
+            const T *plane = x + p * in_plane;
+            T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW;
+            // returns whether a copied value was a NaN (never, for integers)
+            auto passes = [&](auto reducer, const auto &k) {
+                using Q = decltype(reducer);
+                Vec<A> seen{};  // lanes that met a NaN, as a mask (A's bits)
+                bool seen_tail = false;
+                auto copy = [&](i64 j) {
+                    const i64 h = h0 + j;
+                    if (j >= rows || h < 0 || h >= H.n_in) return;
+                    const T *src = plane + h * W.n_in + left;
+                    A *to = pr + (j & 1) * plen;
+                    i64 b = lo;
+                    if constexpr (std::is_same<T, A>::value)
+                        for (; b + V <= hi; b += V) {
+                            const Vec<A> v = load(src + b);
+                            store(to + b, v);
+                            if constexpr (std::numeric_limits<A>::has_quiet_NaN) seen = v != v ? v : seen;
+                        }
+                    for (; b < hi; ++b) {
+                        to[b] = static_cast<A>(src[b]);
+                        if constexpr (std::numeric_limits<A>::has_quiet_NaN) seen_tail = seen_tail || to[b] != to[b];
+                    }
+                };
+                copy(0);
+                for (i64 j = 0; j < rows; ++j) {
+                    copy(j + 1);
+                    A *wr = w + j * oW;  // wline cells: the last ones spill into the next row
+                    const A *row = pr + (j & 1) * plen;
+                    const i64 h = h0 + j;
+                    if (h < 0 || h >= H.n_in) std::fill(wr, wr + wline, identity);
+                    else if (k.row) k.row(row, wline, wr);
+                    else k.spans(row, wline, t1, t2, wr);
+                }
+                if (k.column) {
+                    k.column(w, oW, y, n_oh * oW);  // w's rows and y's lie alike: one flat pass
+                } else {
+                    for (i64 oh = 0; oh < n_oh; oh += kH)
+                        column_blocks<Q, T, A>(w + oh * oW, oW, n_oh - oh, kH, S, y + oh * oW, oW);
+                }
+                bool nan = seen_tail;
+                if constexpr (std::numeric_limits<A>::has_quiet_NaN)
+                    for (i64 l = 0; l < V; ++l) nan = nan || seen[l] != seen[l];
+                return nan;
+            };
+            // NaN-free first, as the NaN test rides on the copy; a band that held a NaN is
+            // done again with it (y's band written over)
+            if (passes(NanFree<R>{}, nan_free)) passes(R{}, with_nan);
         }
     });
 }
@@ -677,7 +963,7 @@ void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
     const bool indices = R::extreme && out.kind != IndexKind::none;
     if (!indices && whole_planes(g)) return reduce_planes<R, T, A>(x, g, out);
     if constexpr (R::extreme) {
-        if (!indices && running_fits(g)) return forward_running<R, T, A, 1>(x, g, out);
+        if (!indices && running_fits(g)) return forward_separable<R, T, A>(x, g, out);
         // channels-last: the rows path wins below about 8x8 windows (sppf's 5x5: 2.3 vs 3.0 ms)
         if (!indices && running_fits(g, true) && g.axis[1].kernel * g.axis[2].kernel >= 64)
             return forward_running<R, T, A, 64 / sizeof(A)>(x, g, out);

@@ -1,5 +1,6 @@
 // The reductions: max and min (a NaN wins, the last one in scan order; otherwise the
-// first extreme stays) and sum (averages divide afterwards).
+// first extreme stays) and sum (averages divide afterwards). take(v, best), whether v
+// replaces best, is written once for scalars (a bool) and GCC vector types (a lane mask).
 #pragma once
 
 #include <limits>
@@ -15,7 +16,7 @@ struct Max {
                                                     : std::numeric_limits<A>::lowest();
     }
     template <class A>
-    static bool take(A v, A best) { return v > best || v != v; }
+    static auto take(A v, A best) { return v > best || v != v; }
 };
 
 struct Min {
@@ -26,7 +27,7 @@ struct Min {
                                                     : std::numeric_limits<A>::max();
     }
     template <class A>
-    static bool take(A v, A best) { return v < best || v != v; }
+    static auto take(A v, A best) { return v < best || v != v; }
 };
 
 // Max or Min over data known to hold no NaN: the same choice as R (the first extreme
@@ -35,7 +36,7 @@ struct Min {
 template <class R>
 struct NanFree : R {
     template <class A>
-    static bool take(A v, A best) {
+    static auto take(A v, A best) {
         if constexpr (std::is_same<R, Max>::value) return v > best;
         else return v < best;
     }
