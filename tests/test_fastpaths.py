@@ -78,13 +78,13 @@ def test_running_max_min_nan_in_some_bands_only(dtype):
 
 @pytest.mark.parametrize("seed", range(30))
 def test_running_max_min_channels_last(seed):
-    """Channels-last large windows run the running extremes on chunks of lanes (a
-    register's worth: 8 to 64 by dtype) with a partial last chunk."""
+    """Channels-last large windows (16 taps or more) run the separable passes on chunks
+    of 256 bytes of lanes (32 to 256 lanes by dtype) with a partial last chunk."""
     rng = np.random.default_rng(seed)
     h, w = rng.integers(9, 30, 2)
-    (kh, kw), pad = window(rng, h, w, 8, 8, 15)
+    (kh, kw), pad = window(rng, h, w, 4, 4, 15)
     dtype = [np.float32, np.float64, np.float16, np.int8, np.int16][seed % 5]
-    channels = [1, 5, 16, 20, 33, 70][seed % 6]
+    channels = [1, 5, 16, 20, 33, 70, 300][seed % 7]
     x = data(rng, (2, h, w, channels), dtype, nan=seed % 3 == 0)
     for op in (ndpool.max_pool2d, ndpool.min_pool2d):
         ref, got = both(lambda: op(x, (kh, kw), 1, pad, ceil_mode=bool(seed % 2),

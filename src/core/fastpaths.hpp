@@ -1,10 +1,12 @@
 // Fast paths beside the engine, chosen by the dispatcher in forward_dispatch():
 //  - rows: sliding windows without indices; per output row, reduce the window's input
 //    rows into one padded row in L1 (contiguous, vectorised), then reduce its taps along
-//    W with the stride; the output is written once. Serves 2x2/3x3 stride 2, 2x2x2, the
-//    SPP windows and channels-last data (lanes innermost).
+//    W with the stride; the output is written once. Serves 2x2/3x3 stride 2, 2x2x2 and
+//    channels-last data (lanes innermost).
 //  - planes: windows covering the whole plane (global pools): one contiguous reduction
 //    per plane with independent partial results the compiler vectorises.
+//  - separable: large stride-1 max/min windows (SPP, a scientist's k x k filter), W then
+//    H in L1-sized bands; running winners and running sums for vjp and large averages.
 #pragma once
 
 #include "engine.hpp"
@@ -319,81 +321,31 @@ void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
 // Large stride-1 windows of max/min (SPP's 5x5 to 13x13): cost independent of the
 // kernel height by van Herk / Gil-Werman running extremes over rows (prefix and suffix
 // extremes within blocks of kH rows, each a vectorised row operation), and logarithmic
-// in the kernel width by doubling spans along the row: forward_running for chunks of
-// channels-last lanes, forward_separable (below) for channels-first planes. The passes
-// read one H x W plane per plane: a volume's D slices (D.n_in > 1, even with a depth-1
-// kernel) go elsewhere.
+// in the kernel width by doubling spans along the row (forward_running_indices), or
+// separable (forward_separable). The passes read one H x W plane per plane: a volume's
+// D slices (D.n_in > 1, even with a depth-1 kernel) go elsewhere.
 inline bool running_fits(const Geometry &g, bool any_lanes = false) {
     const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
     return (g.lanes == 1 || any_lanes) && D.trivial && D.n_in == 1 && H.stride == 1 && H.step == 1 && H.kernel >= 4 && !H.per_plane &&
            W.stride == 1 && W.step == 1 && !W.per_plane && row_buffer_fits(H) && row_buffer_fits(W);
 }
 
-// Whether row[0, n) holds a NaN, n a multiple of V: a contiguous pass with per-lane
-// flags, which GCC vectorises (a flag set while the strided channels-last cells were
-// copied kept that copy scalar, and it then cost as much as every running pass together).
-template <class A, i64 V>
-inline bool has_nan(const A *row, i64 n) {
-    if constexpr (!std::numeric_limits<A>::has_quiet_NaN) {
-        return false;
-    } else {
-        int32_t flag[V] = {};
-        for (i64 c = 0; c < n; c += V)
-            for (i64 l = 0; l < V; ++l) flag[l] |= row[c + l] != row[c + l] ? -1 : 0;
-        int32_t any = 0;
-        for (i64 l = 0; l < V; ++l) any |= flag[l];
-        return any != 0;
-    }
-}
-
-// One plane (or one chunk of L lanes of a channels-last image) copied into `rows` padded
-// rows of `length` cells of L values, identity outside the input: rows [top, top + rows)
-// and columns [left, left + length) of the input, which may start in the padding. `n`
-// of the L lanes are read; the rest hold the identity. Rows lie `line` values apart
-// (a multiple of V, at least length * L; the cells past the row's end hold the identity too). Returns
-// whether a copied value is a NaN (never, for integers).
-template <class A, class T, i64 L, i64 V>
-inline bool padded_plane(const T *plane, const Geometry &g, i64 lanes, i64 n, i64 top, i64 left,
-                         i64 rows, i64 length, i64 line, A identity, A *padded) {
+// One plane copied into `rows` padded rows of `length` cells, identity outside the
+// input: rows [top, top + rows) and columns [left, left + length) of the input, which
+// may start in the padding.
+template <class A, class T>
+inline void padded_plane(const T *plane, const Geometry &g, i64 top, i64 left, i64 rows, i64 length, A identity,
+                         A *padded) {
     const Axis &H = g.axis[1], &W = g.axis[2];
     const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
-    bool nan = false;
     for (i64 j = 0; j < rows; ++j) {
-        A *row = padded + j * line;
+        A *row = padded + j * length;
         const i64 h = top + j;
-        // the whole row in vectors first (line is a multiple of V), then the input over it:
-        // cheaper than filling the short edges cell by cell
-        for (i64 c = 0; c < line; c += V)
-            for (i64 l = 0; l < V; ++l) row[c + l] = identity;
+        std::fill(row, row + length, identity);
         if (h < 0 || h >= H.n_in) continue;
-        const T *src = plane + (h * W.n_in + left) * lanes;
-        if (L == 1) {  // contiguous: GCC vectorises the copy with its NaN test
-            int nan_here = 0;
-            for (i64 b = lo; b < hi; ++b) {
-                const A v = static_cast<A>(src[b]);
-                row[b] = v;
-                nan_here |= v != v;
-            }
-            nan = nan || nan_here != 0;
-            continue;
-        } else if (n == L) {
-            for (i64 b = lo; b < hi; ++b)
-                for (i64 l = 0; l < L; ++l) row[b * L + l] = static_cast<A>(src[b * lanes + l]);
-        } else {
-            for (i64 b = lo; b < hi; ++b)
-                for (i64 l = 0; l < L; ++l) row[b * L + l] = l < n ? static_cast<A>(src[b * lanes + l]) : identity;
-        }
-        nan = nan || has_nan<A, V>(row, line);
+        const T *src = plane + h * W.n_in + left;
+        for (i64 b = lo; b < hi; ++b) row[b] = static_cast<A>(src[b]);
     }
-    return nan;
-}
-
-// to[c] = combine(a[c], b[c]) for c < n, n a multiple of V: fixed-width inner loops, so a
-// short row (sppf's 44 cells) compiles to whole vectors with no alias checks or tails.
-template <class R, class A, i64 V>
-inline void combine_rows(A *__restrict to, const A *__restrict a, const A *__restrict b, i64 n) {
-    for (i64 c = 0; c < n; c += V)
-        for (i64 l = 0; l < V; ++l) to[c + l] = combine<R>(a[c + l], b[c + l]);
 }
 
 // Output rows per work unit of a running pass: bands, so that a unit's row buffers
@@ -404,105 +356,6 @@ inline void combine_rows(A *__restrict to, const A *__restrict a, const A *__res
 inline i64 band_rows(i64 oH, i64 kH, i64 line_bytes) {
     const i64 cache_rows = (i64(1) << 20) / std::max<i64>(line_bytes * 4, 1);
     return std::min(oH, std::max(cache_rows, std::min(4 * kH, 4 * cache_rows)));
-}
-
-// The passes of a running extreme over one band of `rows` padded rows of `line` values
-// (a multiple of V): van Herk / Gil-Werman along H into m (prefix and suffix extremes
-// within blocks of kH rows), then doubling spans along W. Returns the buffer whose cell i
-// holds the extreme of m's cells [i, i + span), span the largest power of two <= kW;
-// cells that straddle two rows are computed but never read.
-template <class R, class A, i64 L, i64 V>
-const A *running_passes(const A *padded, A *prefix, A *suffix, A *m, i64 rows, i64 band, i64 line, i64 kH,
-                        i64 kW) {
-    for (i64 b0 = 0; b0 < rows; b0 += kH) {
-        const i64 b1 = std::min(rows, b0 + kH);
-        std::copy(padded + b0 * line, padded + (b0 + 1) * line, prefix + b0 * line);
-        for (i64 j = b0 + 1; j < b1; ++j)
-            combine_rows<R, A, V>(prefix + j * line, padded + j * line, prefix + (j - 1) * line, line);
-        std::copy(padded + (b1 - 1) * line, padded + b1 * line, suffix + (b1 - 1) * line);
-        for (i64 j = b1 - 2; j >= b0; --j)
-            combine_rows<R, A, V>(suffix + j * line, padded + j * line, suffix + (j + 1) * line, line);
-    }
-    // rows oh .. oh+kH-1 = suffix of row oh with prefix of row oh+kH-1, for all oh at once
-    combine_rows<R, A, V>(m, prefix + (kH - 1) * line, suffix, band);
-    A *span_a = m + band, *span_b = span_a + band;
-    const A *cur = m;
-    i64 span = 1;
-    A *next = span_a;
-    while (2 * span <= kW) {  // cur[i] holds the extreme of m[i, i + span) (in cells)
-        const i64 ahead = span * L, whole = (band - ahead) / V * V;
-        combine_rows<R, A, V>(next, cur + ahead, cur, whole);
-        for (i64 c = whole; c + ahead < band; ++c) next[c] = combine<R>(cur[c + ahead], cur[c]);
-        cur = next, next = next == span_a ? span_b : span_a, span *= 2;
-    }
-    return cur;
-}
-
-// One band of a running extreme, from its padded rows to its n_oh output rows at y.
-template <class R, class T, class A, i64 L, i64 V>
-void running_band(const A *padded, A *prefix, A *suffix, A *m, i64 rows, i64 n_oh, i64 line, i64 kH, i64 kW,
-                  i64 oW, i64 lanes, i64 n, T *y) {
-    const A *cur = running_passes<R, A, L, V>(padded, prefix, suffix, m, rows, n_oh * line, line, kH, kW);
-    i64 span = 1;
-    while (2 * span <= kW) span *= 2;
-    const i64 rest = (kW - span) * L;  // two overlapping spans cover the window
-    for (i64 oh = 0; oh < n_oh; ++oh) {
-        const A *__restrict c = cur + oh * line;
-        T *__restrict yr = y + oh * oW * lanes;
-        if (L == 1) {
-            for (i64 o = 0; o < oW; ++o) yr[o] = static_cast<T>(combine<R>(c[o + rest], c[o]));
-        } else if (n == L) {
-            for (i64 o = 0; o < oW; ++o)
-                for (i64 l = 0; l < L; ++l)
-                    yr[o * lanes + l] = static_cast<T>(combine<R>(c[o * L + rest + l], c[o * L + l]));
-        } else {
-            for (i64 o = 0; o < oW; ++o)
-                for (i64 l = 0; l < n; ++l)
-                    yr[o * lanes + l] = static_cast<T>(combine<R>(c[o * L + rest + l], c[o * L + l]));
-        }
-    }
-}
-
-// L lanes travel together as one cell of L values (L = 1 would be a channels-first
-// plane; those take forward_separable): a unit is one image's chunk of L lanes, every loop below running
-// over contiguous cells of L values (the tail chunk's missing lanes are computed on
-// identity values and not written).
-template <class R, class T, class A, i64 L>
-void forward_running(const T *x, const Geometry &g, const Outputs &out) {
-    const Axis &H = g.axis[1], &W = g.axis[2];
-    const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
-    const i64 length = oW + kW - 1;
-    const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
-    const A identity = R::template identity<A>();
-    const i64 lanes = g.lanes, in_plane = g.in_plane(), out_plane = g.out_plane();
-    // values per padded row, rounded up to whole 64-byte vectors: no pass below has a scalar
-    // tail (a 44-cell row would spend as many instructions on its 4-cell tail as on its
-    // five 8-cell vectors)
-    constexpr i64 V = 64 / static_cast<i64>(sizeof(A));
-    const i64 chunks = (lanes + L - 1) / L, line = (length * L + V - 1) / V * V;
-    const i64 band_h = band_rows(oH, kH, line * static_cast<i64>(sizeof(A)));
-    const i64 bands = (oH + band_h - 1) / band_h;
-    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(band_h * W.n_in * L, 1));
-    parallel_for(g.planes * chunks * bands, grain, [&](i64 begin, i64 end) {
-        auto &sc = Scratch<A>::get();
-        const i64 rows_max = band_h + kH - 1;
-        A *padded = sized(sc.a, rows_max * line);
-        A *suffix = sized(sc.b, rows_max * line);
-        A *m = sized(sc.row, 3 * band_h * line);  // every output row's vertical extreme, end to end
-        A *prefix = sized(sc.extra, rows_max * line);
-        for (i64 u = begin; u < end; ++u) {
-            const i64 b = u % bands, pc = u / bands, p = pc / chunks, l0 = (pc % chunks) * L;
-            const i64 n = std::min(L, lanes - l0), oh0 = b * band_h, n_oh = std::min(band_h, oH - oh0);
-            const i64 rows = n_oh + kH - 1;
-            const T *plane = x + p * in_plane + l0;
-            // without a NaN in the band every pass below is one max/min per vector
-            T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW * lanes + l0;
-            if (padded_plane<A, T, L, V>(plane, g, lanes, n, top + oh0, left, rows, length, line, identity, padded))
-                running_band<R, T, A, L, V>(padded, prefix, suffix, m, rows, n_oh, line, kH, kW, oW, lanes, n, y);
-            else
-                running_band<NanFree<R>, T, A, L, V>(padded, prefix, suffix, m, rows, n_oh, line, kH, kW, oW, lanes, n, y);
-        }
-    });
 }
 
 // The width the separable passes below are written for: one register of the level
@@ -534,21 +387,22 @@ inline Vec<A> load(const A *p) { return *reinterpret_cast<const typename VectorO
 template <class A>
 inline void store(A *p, Vec<A> v) { *reinterpret_cast<typename VectorOf<A>::unaligned *>(p) = v; }
 
-// The W windows of one padded row with K taps (K <= 8), unrolled: out[o] = the extreme
-// of pr[o, o + K) for o < n (n a multiple of V), later taps taking over from earlier
-// ones by R::take (scan order).
-template <class R, class A, i64 V, int K>
+// The W windows of one padded row with K taps (K <= 8), unrolled: out[c] = the extreme
+// of pr[c + k L] over k < K for c < n (n a multiple of V; L values a cell: 1 for a
+// channels-first row, a chunk of lanes for channels-last), later taps taking over from
+// earlier ones by R::take (scan order).
+template <class R, class A, i64 V, int K, i64 L>
 void row_taps(const A *__restrict pr, i64 n, A *__restrict out) {
     for (i64 c = 0; c < n; c += V) {
         Vec<A> a = load(pr + c);
-        for (int k = 1; k < K; ++k) a = combine<R>(load(pr + c + k), a);
+        for (int k = 1; k < K; ++k) a = combine<R>(load(pr + c + k * L), a);
         store(out + c, a);
     }
 }
 
 // Wider W windows: doubling spans in t1 and t2 up to a span s (a power of two), then
 // J <= 8 taps s apart (the last one at K - s, overlapping: a max/min may count a cell
-// twice), unrolled. Segment by segment (kSegment outputs): the spans' rows stay in L1
+// twice), unrolled. Segment by segment (kSegment values): the spans' rows stay in L1
 // however long the row.
 constexpr i64 kSegment = 512;
 
@@ -561,7 +415,7 @@ void row_span_taps(const A *__restrict cur, i64 s, i64 last, i64 n, A *__restric
     }
 }
 
-template <class R, class A, i64 V>
+template <class R, class A, i64 V, i64 L>
 struct RowSpans {
     using Taps = void (*)(const A *, i64, i64, i64, A *);
     i64 kW = 0, s = 1;
@@ -580,19 +434,19 @@ struct RowSpans {
     void operator()(const A *__restrict pr, i64 n, A *__restrict t1, A *__restrict t2, A *__restrict out) const {
         for (i64 c0 = 0; c0 < n; c0 += kSegment) {
             const i64 n_seg = std::min(kSegment, n - c0);
-            const A *cur = pr + c0;  // cur[i]: the extreme of pr[c0 + i, c0 + i + span)
+            const A *cur = pr + c0;  // cur[i]: the extreme of pr[c0 + i + j L] over j < span
             A *next = t1;
             for (i64 span = 1; span < s; span *= 2) {
-                const i64 m = round_up(n_seg + kW - 2 * span, V);
-                for (i64 c = 0; c < m; c += V) store(next + c, combine<R>(load(cur + c + span), load(cur + c)));
+                const i64 m = round_up(n_seg + (kW - 2 * span) * L, V);
+                for (i64 c = 0; c < m; c += V) store(next + c, combine<R>(load(cur + c + span * L), load(cur + c)));
                 cur = next, next = next == t1 ? t2 : t1;
             }
-            taps(cur, s, kW - s, n_seg, out + c0);
+            taps(cur, s * L, (kW - s) * L, n_seg, out + c0);
         }
     }
 };
 
-// Stores U vectors to one output row: all U * V cells, or (the row's end) the first n.
+// Stores U vectors to one output row: all U * V values, or (a row's or a chunk's end) the first n.
 template <class T, class A, i64 U>
 inline void put_strip(T *__restrict y, const Vec<A> (&v)[U], i64 n) {
     constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
@@ -608,34 +462,50 @@ inline void put_strip(T *__restrict y, const Vec<A> (&v)[U], i64 n) {
     }
 }
 
-// Runs strip(c, U_tag, n) over a row of oW cells: strips of four vectors, then two,
-// then one, each wholly inside the row, then the last cells (fewer than V) with the
-// count n < V (the only strip whose stores take a loop). The strips capture by value:
-// captured by reference, every geometry value is reloaded after each store (it might
-// alias), four times the instructions.
-template <class A, class F>
-inline void each_strip(i64 oW, F &&strip) {
+// Runs strip(c, U_tag, n, at) over one row of `cells` cells of L values, c the strip's
+// first value in w's row, at its place in y's row, n the values to store. L = 1: strips
+// of four vectors, then two, then one, each wholly inside the row, then the last values
+// (fewer than V; the only strip whose stores take a loop). L > 1: strips of up to four
+// vectors over each cell's `valid` lanes, stored at cell o * lanes of y (lanes past
+// `valid` are neither computed nor stored). The strips capture by value: captured
+// by reference, every geometry value is reloaded after each store (it might alias),
+// four times the instructions.
+template <class A, i64 L, class F>
+inline void each_strip(i64 cells, i64 lanes, i64 valid, F &&strip) {
     constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
-    const i64 full = oW / V * V;
-    i64 c = 0;
-    for (; c + 4 * V <= full; c += 4 * V) strip(c, std::integral_constant<i64, 4>{}, 4 * V);
-    for (; c + 2 * V <= full; c += 2 * V) strip(c, std::integral_constant<i64, 2>{}, 2 * V);
-    for (; c < full; c += V) strip(c, std::integral_constant<i64, 1>{}, V);
-    if (full < oW) strip(full, std::integral_constant<i64, 1>{}, oW - full);
+    if constexpr (L > 1) {
+        constexpr i64 U = L / V < 4 ? L / V : 4;
+        for (i64 o = 0; o < cells; ++o)
+            for (i64 s0 = 0; s0 < valid; s0 += U * V)
+                strip(o * L + s0, std::integral_constant<i64, U>{}, std::min(valid - s0, U * V), o * lanes + s0);
+    } else {
+        (void)lanes, (void)valid;
+        const i64 full = cells / V * V;
+        i64 c = 0;
+        for (; c + 4 * V <= full; c += 4 * V) strip(c, std::integral_constant<i64, 4>{}, 4 * V, c);
+        for (; c + 2 * V <= full; c += 2 * V) strip(c, std::integral_constant<i64, 2>{}, 2 * V, c);
+        for (; c < full; c += V) strip(c, std::integral_constant<i64, 1>{}, V, c);
+        if (full < cells) strip(full, std::integral_constant<i64, 1>{}, cells - full, full);
+    }
 }
 
-// One output row of H windows K rows tall (K <= 6), unrolled: y[o] = the extreme of
-// w's rows [0, K) at o.
-template <class R, class T, class A, int K>
-void column_taps(const A *__restrict w, i64 wline, T *__restrict y, i64 oW) {
+// Where the H passes write: rows `row` apart in y, cells `lanes` apart, `valid` lanes a cell.
+struct Place {
+    i64 row, lanes, valid;
+};
+
+// One output row of H windows K rows tall (K <= 6), unrolled: y at cell o = the extreme
+// of w's rows [0, K) (`wline` apart) at o, over `cells` cells.
+template <class R, class T, class A, int K, i64 L>
+void column_taps(const A *__restrict w, i64 wline, T *__restrict y, i64 cells, Place at) {
     constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
-    each_strip<A>(oW, [=](i64 c, auto units, i64 n) {
+    each_strip<A, L>(cells, at.lanes, at.valid, [=](i64 c, auto units, i64 n, i64 yo) {
         constexpr i64 U = decltype(units)::value;
         Vec<A> a[U];
         for (i64 u = 0; u < U; ++u) a[u] = load(w + c + u * V);
         for (int t = 1; t < K; ++t)
             for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load(w + t * wline + c + u * V), a[u]);
-        put_strip<T, A, U>(y + c, a, n);
+        put_strip<T, A, U>(y + yo, a, n);
     });
 }
 
@@ -644,10 +514,11 @@ void column_taps(const A *__restrict w, i64 wline, T *__restrict y, i64 oW) {
 // extremes of the block go to S (kH x U vectors, in L1), the next block's prefix
 // extremes are carried in registers, and each window's value is written once; the rows
 // written in turn stay kH (a wide image's rows are pages apart).
-template <class R, class T, class A>
-void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__restrict S, T *__restrict y, i64 oW) {
+template <class R, class T, class A, i64 L>
+void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__restrict S, T *__restrict y,
+                   i64 cells, Place at) {
     constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
-    each_strip<A>(oW, [=](i64 c, auto units, i64 n) {
+    each_strip<A, L>(cells, at.lanes, at.valid, [=](i64 c, auto units, i64 n, i64 yo) {
         constexpr i64 U = decltype(units)::value;
         const A *col = w + c;
         Vec<A> a[U];
@@ -660,7 +531,7 @@ void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__res
                 a[u] = combine<R>(a[u], load(col + t * wline + u * V));
                 store(S + (t * U + u) * V, a[u]);
             }
-        put_strip<T, A, U>(y + c, a, n);  // the window that is the block
+        put_strip<T, A, U>(y + yo, a, n);  // the window that is the block
         const A *next = col + kH * wline;  // the next block's rows, in order
         for (i64 u = 0; u < U; ++u) a[u] = load(next + u * V);
         for (i64 t = 1; t < std::min(kH, count); ++t) {
@@ -668,114 +539,139 @@ void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__res
                 for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load(next + (t - 1) * wline + u * V), a[u]);
             Vec<A> v[U];
             for (i64 u = 0; u < U; ++u) v[u] = combine<R>(a[u], load(S + (t * U + u) * V));
-            put_strip<T, A, U>(y + t * oW + c, v, n);
+            put_strip<T, A, U>(y + t * at.row + yo, v, n);
         }
     });
 }
 
 // The passes of one band, for one reduction Q (R, or R without the NaN test): the
 // kernel sizes up to 8 taps along W and 6 rows along H are compile-time constants.
-template <class Q, class T, class A>
+template <class Q, class T, class A, i64 L>
 struct SeparablePasses {
     static constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
     using Row = void (*)(const A *, i64, A *);
-    using Column = void (*)(const A *, i64, T *, i64);
+    using Column = void (*)(const A *, i64, T *, i64, Place);
     Row row = nullptr;
     Column column = nullptr;
-    RowSpans<Q, A, V> spans;
+    RowSpans<Q, A, V, L> spans;
 
     template <int K>
     static Row row_for(i64 k) {
         if constexpr (K > 1)
             if (k < K) return row_for<K - 1>(k);
-        return k == K ? row_taps<Q, A, V, K> : nullptr;
+        return k == K ? row_taps<Q, A, V, K, L> : nullptr;
     }
     template <int K>
     static Column column_for(i64 k) {
         if constexpr (K > 4)
             if (k < K) return column_for<K - 1>(k);
-        return k == K ? column_taps<Q, T, A, K> : nullptr;
+        return k == K ? column_taps<Q, T, A, K, L> : nullptr;
     }
     SeparablePasses(i64 kH, i64 kW) : row(row_for<8>(kW)), column(column_for<6>(kH)), spans(kW) {}
 };
 
-// Large stride-1 windows of max/min over channels-first planes (SPP's 5x5 to 13x13, a
-// scientist's k x k filter of one image): separable, W first then H, so that the first
-// extreme in scan order stays (as PyTorch's). Per band of output rows: each input row
-// is copied into a padded row (identity outside the input), one row ahead of its W
-// pass, and reduced along W into w, a band of rows oW apart like y's (in L1 for SPP's
-// planes, in L2 for a 2048-wide image); then the H windows run over w in strips of up
-// to four vectors and are written to y once (windows up to 6 rows tall in one flat pass
-// over the band). The passes run NaN-free (one max/min instruction a vector) unless the
-// band's input holds a NaN.
-template <class R, class T, class A>
+// Large stride-1 windows of max/min (SPP's 5x5 to 13x13, a scientist's k x k filter of
+// one image): separable, W first then H, so that the first extreme in scan order stays
+// (as PyTorch's). A cell is L values: L = 1 for channels-first planes; for channels-last
+// data a unit is one image's chunk of L lanes (the tail chunk's missing lanes hold the
+// identity in the padded rows and are never stored). Per band of output rows: each
+// input row is copied into a padded row (identity outside the input), one row ahead of
+// its W pass, and reduced along W into w, a band of rows (in L1 for SPP's planes, in L2
+// for a 2048-wide image); then the H windows run over w in strips and are written to y
+// once. Channels-first, w's rows lie oW apart like y's, and windows up to 6 rows tall
+// take one flat pass over the band. The passes run NaN-free (one max/min instruction a
+// vector); a band whose copy met a NaN is done again with the NaN test.
+template <class R, class T, class A, i64 L>
 void forward_separable(const T *x, const Geometry &g, const Outputs &out) {
     const Axis &H = g.axis[1], &W = g.axis[2];
     constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    static_assert(L == 1 || L % V == 0, "a chunk of lanes is whole vectors");
     const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
     const i64 length = oW + kW - 1;
     const i64 top = H.first[0] - H.skip[0], left = W.first[0] - W.skip[0];  // -padding
     const i64 lo = std::clamp<i64>(-left, 0, length), hi = std::clamp<i64>(W.n_in - left, lo, length);
     const A identity = R::template identity<A>();
-    const i64 in_plane = g.in_plane(), out_plane = g.out_plane();
-    const i64 wline = round_up(oW, V), plen = round_up(wline + 2 * kW + 2 * V, V);
-    const i64 tlen = round_up(kSegment + 2 * kW + 2 * V, V);
-    // a band's W-reduced rows within 256 KiB where that leaves bands of 2 kH rows or more
+    const i64 lanes = g.lanes, chunks = (lanes + L - 1) / L, in_plane = g.in_plane(), out_plane = g.out_plane();
+    const i64 wline = round_up(oW * L, V), stride = L == 1 ? oW : wline;  // w's row: values, apart
+    const i64 plen = round_up((oW + 2 * kW) * L + 2 * V, V), tlen = round_up(kSegment + 2 * kW * L + 2 * V, V);
+    // a band's W-reduced rows within 256 KiB where that leaves bands of 2 kH rows or
+    // more; bands of one plane alike in height
     const i64 fit = (i64(256) << 10) / (wline * static_cast<i64>(sizeof(A))) - (kH - 1);
-    const i64 band_h = std::min(oH, std::max<i64>(fit, 2 * kH));
-    const i64 bands = (oH + band_h - 1) / band_h;
-    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(band_h * W.n_in, 1));
-    const SeparablePasses<R, T, A> with_nan(kH, kW);
-    const SeparablePasses<NanFree<R>, T, A> nan_free(kH, kW);
-    parallel_for(g.planes * bands, grain, [&](i64 begin, i64 end) {
+    const i64 most = std::min(oH, std::max<i64>(fit, 2 * kH)), bands = (oH + most - 1) / most;
+    const i64 band_h = (oH + bands - 1) / bands;
+    const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(band_h * W.n_in * L, 1));
+    const SeparablePasses<R, T, A, L> with_nan(kH, kW);
+    const SeparablePasses<NanFree<R>, T, A, L> nan_free(kH, kW);
+    parallel_for(g.planes * chunks * bands, grain, [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
-        A *w = sized(sc.a, (band_h + kH - 1) * oW + wline + V);
+        A *w = sized(sc.a, (band_h + kH - 1) * stride + wline + V);
         A *pr = sized(sc.row, 2 * plen + 2 * tlen), *t1 = pr + 2 * plen, *t2 = t1 + tlen;
-        A *S = sized(sc.b, kH * 4 * V);
-        std::fill(pr, pr + 2 * plen, identity);  // only [lo, hi) is ever overwritten
+        A *S = sized(sc.b, kH * 8 * V);
+        std::fill(pr, pr + 2 * plen, identity);  // only in-bounds cells' lanes are ever overwritten
         std::fill(t1, t2 + tlen, A(0));
         for (i64 u = begin; u < end; ++u) {
-            const i64 p = u / bands, oh0 = (u % bands) * band_h, n_oh = std::min(band_h, oH - oh0);
+            const i64 b = u % bands, pc = u / bands, p = pc / chunks, l0 = (pc % chunks) * L;
+            const i64 n = std::min(L, lanes - l0), oh0 = b * band_h, n_oh = std::min(band_h, oH - oh0);
             const i64 rows = n_oh + kH - 1, h0 = top + oh0;
-            const T *plane = x + p * in_plane;
-            T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW;
+            const T *plane = x + p * in_plane + l0;
+            T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW * lanes + l0;
+            const Place at{oW * lanes, lanes, n};
             // returns whether a copied value was a NaN (never, for integers)
             auto passes = [&](auto reducer, const auto &k) {
                 using Q = decltype(reducer);
-                Vec<A> seen{};  // lanes that met a NaN, as a mask (A's bits)
+                Vec<A> seen{};  // lanes that met a NaN hold one
                 bool seen_tail = false;
                 auto copy = [&](i64 j) {
                     const i64 h = h0 + j;
                     if (j >= rows || h < 0 || h >= H.n_in) return;
-                    const T *src = plane + h * W.n_in + left;
+                    const T *src = plane + (h * W.n_in + left) * lanes;
                     A *to = pr + (j & 1) * plen;
-                    i64 b = lo;
-                    if constexpr (std::is_same<T, A>::value)
-                        for (; b + V <= hi; b += V) {
-                            const Vec<A> v = load(src + b);
-                            store(to + b, v);
+                    auto vectors = [&](const auto *from, A *into, i64 count) {  // count a multiple of V
+                        for (i64 i = 0; i < count; i += V) {
+                            const Vec<A> v = load(from + i);
+                            store(into + i, v);
                             if constexpr (std::numeric_limits<A>::has_quiet_NaN) seen = v != v ? v : seen;
                         }
-                    for (; b < hi; ++b) {
-                        to[b] = static_cast<A>(src[b]);
-                        if constexpr (std::numeric_limits<A>::has_quiet_NaN) seen_tail = seen_tail || to[b] != to[b];
+                    };
+                    auto one = [&](A *into, T v) {
+                        *into = static_cast<A>(v);
+                        if constexpr (std::numeric_limits<A>::has_quiet_NaN) seen_tail = seen_tail || *into != *into;
+                    };
+                    if constexpr (L == 1) {
+                        i64 c = lo;
+                        if constexpr (std::is_same<T, A>::value) {
+                            vectors(src + c, to + c, (hi - c) / V * V);
+                            c += (hi - c) / V * V;
+                        }
+                        for (; c < hi; ++c) one(to + c, src[c]);
+                    } else {
+                        if constexpr (std::is_same<T, A>::value) {
+                            if (n == L) {  // whole chunks: L / V vectors a cell
+                                for (i64 c = lo; c < hi; ++c) vectors(src + c * lanes, to + c * L, L);
+                                return;
+                            }
+                        }
+                        for (i64 c = lo; c < hi; ++c)
+                            for (i64 l = 0; l < n; ++l) one(to + c * L + l, src[c * lanes + l]);
                     }
                 };
                 copy(0);
                 for (i64 j = 0; j < rows; ++j) {
                     copy(j + 1);
-                    A *wr = w + j * oW;  // wline cells: the last ones spill into the next row
+                    A *wr = w + j * stride;  // wline values: channels-first, the last spill into the next row
                     const A *row = pr + (j & 1) * plen;
                     const i64 h = h0 + j;
                     if (h < 0 || h >= H.n_in) std::fill(wr, wr + wline, identity);
                     else if (k.row) k.row(row, wline, wr);
                     else k.spans(row, wline, t1, t2, wr);
                 }
-                if (k.column) {
-                    k.column(w, oW, y, n_oh * oW);  // w's rows and y's lie alike: one flat pass
+                if (L == 1 && k.column) {
+                    k.column(w, stride, y, n_oh * oW, at);  // w's rows and y's lie alike: one flat pass
+                } else if (k.column) {
+                    for (i64 oh = 0; oh < n_oh; ++oh) k.column(w + oh * stride, stride, y + oh * at.row, oW, at);
                 } else {
                     for (i64 oh = 0; oh < n_oh; oh += kH)
-                        column_blocks<Q, T, A>(w + oh * oW, oW, n_oh - oh, kH, S, y + oh * oW, oW);
+                        column_blocks<Q, T, A, L>(w + oh * stride, stride, n_oh - oh, kH, S, y + oh * at.row, oW, at);
                 }
                 bool nan = seen_tail;
                 if constexpr (std::numeric_limits<A>::has_quiet_NaN)
@@ -837,7 +733,7 @@ void forward_running_indices(const T *x, const Geometry &g, const Outputs &out) 
             const i64 p = u / bands, oh0 = (u % bands) * band_h, oH_b = std::min(band_h, oH - oh0);
             const i64 rows = oH_b + kH - 1, cells = rows * length, top_b = top + oh0;  // this band's
             const T *plane = x + p * in_plane;
-            padded_plane<A, T, 1, 1>(plane, g, 1, 1, top_b, left, rows, length, length, identity, va);
+            padded_plane<A, T>(plane, g, top_b, left, rows, length, identity, va);
             for (i64 c = 0; c < cells; ++c) ia[c] = static_cast<int32_t>(c);
             // along W: cur[c] is the winner of cells [c, c + span) (cells that straddle
             // two rows are computed but never read)
@@ -963,10 +859,12 @@ void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
     const bool indices = R::extreme && out.kind != IndexKind::none;
     if (!indices && whole_planes(g)) return reduce_planes<R, T, A>(x, g, out);
     if constexpr (R::extreme) {
-        if (!indices && running_fits(g)) return forward_separable<R, T, A>(x, g, out);
-        // channels-last: the rows path wins below about 8x8 windows (sppf's 5x5: 2.3 vs 3.0 ms)
-        if (!indices && running_fits(g, true) && g.axis[1].kernel * g.axis[2].kernel >= 64)
-            return forward_running<R, T, A, 64 / sizeof(A)>(x, g, out);
+        if (!indices && running_fits(g)) return forward_separable<R, T, A, 1>(x, g, out);
+        // channels-last, chunks of 256 bytes of lanes (4 cache lines a pixel; on Zen 3 spp's
+        // 13x13 2t 4.8 -> 3.6 ms against the running passes on 64-byte chunks, sppf's 5x5 as
+        // fast as the rows path in 58% of its instructions); the rows path below 4x4
+        if (!indices && running_fits(g, true) && g.axis[1].kernel * g.axis[2].kernel >= 16)
+            return forward_separable<R, T, A, 256 / sizeof(A)>(x, g, out);
         if (indices && running_indices_fit(g)) return forward_running_indices<R, T, A>(x, g, out);
     } else if constexpr (!std::is_same<T, double>::value) {
         if (out.divisor && running_fits(g) && g.axis[1].kernel * g.axis[2].kernel >= 64)
