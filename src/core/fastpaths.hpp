@@ -573,8 +573,9 @@ struct SeparablePasses {
 // Large stride-1 windows of max/min (SPP's 5x5 to 13x13, a scientist's k x k filter of
 // one image): separable, W first then H, so that the first extreme in scan order stays
 // (as PyTorch's). A cell is L values: L = 1 for channels-first planes; for channels-last
-// data a unit is one image's chunk of L lanes (the tail chunk's missing lanes hold the
-// identity in the padded rows and are never stored). Per band of output rows: each
+// data a unit is one image's chunk of L lanes (the W pass also runs over the tail
+// chunk's missing lanes, on whatever the padded rows hold there; lanes never meet, and
+// the H pass neither computes nor stores them). Per band of output rows: each
 // input row is copied into a padded row (identity outside the input), one row ahead of
 // its W pass, and reduced along W into w, a band of rows (in L1 for SPP's planes, in L2
 // for a 2048-wide image); then the H windows run over w in strips and are written to y
