@@ -415,6 +415,21 @@ void row_span_taps(const A *__restrict cur, i64 s, i64 last, i64 n, A *__restric
     }
 }
 
+// The same with J at run time: integer data, rare here, is not worth one function per J
+// (each a function per type and level: pip install's compile time).
+template <class R, class A, i64 V>
+void row_span_taps_any(const A *__restrict cur, i64 s, i64 last, i64 n, i64 J, A *__restrict out) {
+    for (i64 c = 0; c < n; c += V) {
+        Vec<A> a = load(cur + c);
+        for (i64 j = 1; j + 1 < J; ++j) a = combine<R>(load(cur + c + j * s), a);
+        store(out + c, combine<R>(load(cur + c + last), a));
+    }
+}
+
+// Whether the kernel sizes are compile-time constants (unrolled) for this accumulator.
+template <class A>
+constexpr bool kUnrolled = std::is_floating_point<A>::value;
+
 template <class R, class A, i64 V, i64 L>
 struct RowSpans {
     using Taps = void (*)(const A *, i64, i64, i64, A *);
@@ -429,7 +444,7 @@ struct RowSpans {
     }
     explicit RowSpans(i64 k) : kW(k) {
         while ((kW + s - 1) / s > 8) s *= 2;
-        taps = taps_for<8>((kW + s - 1) / s);
+        if constexpr (kUnrolled<A>) taps = taps_for<8>((kW + s - 1) / s);
     }
     void operator()(const A *__restrict pr, i64 n, A *__restrict t1, A *__restrict t2, A *__restrict out) const {
         for (i64 c0 = 0; c0 < n; c0 += kSegment) {
@@ -441,7 +456,8 @@ struct RowSpans {
                 for (i64 c = 0; c < m; c += V) store(next + c, combine<R>(load(cur + c + span * L), load(cur + c)));
                 cur = next, next = next == t1 ? t2 : t1;
             }
-            taps(cur, s * L, (kW - s) * L, n_seg, out + c0);
+            if constexpr (kUnrolled<A>) taps(cur, s * L, (kW - s) * L, n_seg, out + c0);
+            else row_span_taps_any<R, A, V>(cur, s * L, (kW - s) * L, n_seg, (kW + s - 1) / s, out + c0);
         }
     }
 };
@@ -567,7 +583,11 @@ struct SeparablePasses {
             if (k < K) return column_for<K - 1>(k);
         return k == K ? column_taps<Q, T, A, K, L> : nullptr;
     }
-    SeparablePasses(i64 kH, i64 kW) : row(row_for<8>(kW)), column(column_for<6>(kH)), spans(kW) {}
+    // integers: the spans (s = 1 up to 8 taps) and van Herk blocks (any height) only
+    SeparablePasses(i64 kH, i64 kW) : spans(kW) {
+        if constexpr (kUnrolled<A>) row = row_for<8>(kW), column = column_for<6>(kH);
+        else (void)kH;
+    }
 };
 
 // Large stride-1 windows of max/min (SPP's 5x5 to 13x13, a scientist's k x k filter of
@@ -864,8 +884,9 @@ void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
         // channels-last, chunks of 256 bytes of lanes (4 cache lines a pixel; on Zen 3 spp's
         // 13x13 2t 4.8 -> 3.6 ms against the running passes on 64-byte chunks, sppf's 5x5 as
         // fast as the rows path in 58% of its instructions); the rows path below 4x4
-        if (!indices && running_fits(g, true) && g.axis[1].kernel * g.axis[2].kernel >= 16)
-            return forward_separable<R, T, A, 256 / sizeof(A)>(x, g, out);
+        if constexpr (kUnrolled<A>)  // integer data keeps the rows path (compile time)
+            if (!indices && running_fits(g, true) && g.axis[1].kernel * g.axis[2].kernel >= 16)
+                return forward_separable<R, T, A, 256 / sizeof(A)>(x, g, out);
         if (indices && running_indices_fit(g)) return forward_running_indices<R, T, A>(x, g, out);
     } else if constexpr (!std::is_same<T, double>::value) {
         if (out.divisor && running_fits(g) && g.axis[1].kernel * g.axis[2].kernel >= 64)
