@@ -239,11 +239,11 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
                     }
                 }
             };
-            if constexpr (R::extreme) {
+            if constexpr (R::extreme && std::is_floating_point<A>::value) {
                 if (nan) reduce(R{});
                 else reduce(NanFree<R>{});
             } else {
-                reduce(R{});
+                reduce(R{});  // integers: no NaN, so one reducer (one copy of this code)
             }
             finish(p, r, od, oh);
         }
@@ -430,6 +430,16 @@ void row_span_taps_any(const A *__restrict cur, i64 s, i64 last, i64 n, i64 J, A
 template <class A>
 constexpr bool kUnrolled = std::is_floating_point<A>::value;
 
+// ... and for the passes of reduction Q: the NaN-free ones only. The NaN-aware passes
+// run only on a band whose copy met a NaN, and each unrolled size is a function per
+// type, reduction and level (pip install's compile time).
+template <class Q>
+struct IsNanFree : std::false_type {};
+template <class R>
+struct IsNanFree<NanFree<R>> : std::true_type {};
+template <class Q, class A>
+constexpr bool kUnrolledFor = kUnrolled<A> && IsNanFree<Q>::value;
+
 template <class R, class A, i64 V, i64 L>
 struct RowSpans {
     using Taps = void (*)(const A *, i64, i64, i64, A *);
@@ -444,7 +454,7 @@ struct RowSpans {
     }
     explicit RowSpans(i64 k) : kW(k) {
         while ((kW + s - 1) / s > 8) s *= 2;
-        if constexpr (kUnrolled<A>) taps = taps_for<8>((kW + s - 1) / s);
+        if constexpr (kUnrolledFor<R, A>) taps = taps_for<8>((kW + s - 1) / s);
     }
     void operator()(const A *__restrict pr, i64 n, A *__restrict t1, A *__restrict t2, A *__restrict out) const {
         for (i64 c0 = 0; c0 < n; c0 += kSegment) {
@@ -456,7 +466,7 @@ struct RowSpans {
                 for (i64 c = 0; c < m; c += V) store(next + c, combine<R>(load(cur + c + span * L), load(cur + c)));
                 cur = next, next = next == t1 ? t2 : t1;
             }
-            if constexpr (kUnrolled<A>) taps(cur, s * L, (kW - s) * L, n_seg, out + c0);
+            if constexpr (kUnrolledFor<R, A>) taps(cur, s * L, (kW - s) * L, n_seg, out + c0);
             else row_span_taps_any<R, A, V>(cur, s * L, (kW - s) * L, n_seg, (kW + s - 1) / s, out + c0);
         }
     }
@@ -480,8 +490,9 @@ inline void put_strip(T *__restrict y, const Vec<A> (&v)[U], i64 n) {
 
 // Runs strip(c, U_tag, n, at) over one row of `cells` cells of L values, c the strip's
 // first value in w's row, at its place in y's row, n the values to store. L = 1: strips
-// of four vectors, then two, then one, each wholly inside the row, then the last values
-// (fewer than V; the only strip whose stores take a loop). L > 1: strips of up to four
+// of four vectors, then of one (each width is a copy of every pass: compile time), each
+// wholly inside the row, then the last values (fewer than V; the only strip whose
+// stores take a loop). L > 1: strips of up to four
 // vectors over each cell's `valid` lanes, stored at cell o * lanes of y (lanes past
 // `valid` are neither computed nor stored). The strips capture by value: captured
 // by reference, every geometry value is reloaded after each store (it might alias),
@@ -499,7 +510,6 @@ inline void each_strip(i64 cells, i64 lanes, i64 valid, F &&strip) {
         const i64 full = cells / V * V;
         i64 c = 0;
         for (; c + 4 * V <= full; c += 4 * V) strip(c, std::integral_constant<i64, 4>{}, 4 * V, c);
-        for (; c + 2 * V <= full; c += 2 * V) strip(c, std::integral_constant<i64, 2>{}, 2 * V, c);
         for (; c < full; c += V) strip(c, std::integral_constant<i64, 1>{}, V, c);
         if (full < cells) strip(full, std::integral_constant<i64, 1>{}, cells - full, full);
     }
@@ -560,8 +570,9 @@ void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__res
     });
 }
 
-// The passes of one band, for one reduction Q (R, or R without the NaN test): the
-// kernel sizes up to 8 taps along W and 6 rows along H are compile-time constants.
+// The passes of one band, for one reduction Q (R, or R without the NaN test): for
+// float data without the NaN test, the kernel sizes up to 8 taps along W and 6 rows
+// along H are compile-time constants.
 template <class Q, class T, class A, i64 L>
 struct SeparablePasses {
     static constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
@@ -583,9 +594,9 @@ struct SeparablePasses {
             if (k < K) return column_for<K - 1>(k);
         return k == K ? column_taps<Q, T, A, K, L> : nullptr;
     }
-    // integers: the spans (s = 1 up to 8 taps) and van Herk blocks (any height) only
+    // otherwise: the spans (s = 1 up to 8 taps) and van Herk blocks (any height) only
     SeparablePasses(i64 kH, i64 kW) : spans(kW) {
-        if constexpr (kUnrolled<A>) row = row_for<8>(kW), column = column_for<6>(kH);
+        if constexpr (kUnrolledFor<Q, A>) row = row_for<8>(kW), column = column_for<6>(kH);
         else (void)kH;
     }
 };
@@ -701,7 +712,8 @@ void forward_separable(const T *x, const Geometry &g, const Outputs &out) {
             };
             // NaN-free first, as the NaN test rides on the copy; a band that held a NaN is
             // done again with it (y's band written over)
-            if (passes(NanFree<R>{}, nan_free)) passes(R{}, with_nan);
+            if (passes(NanFree<R>{}, nan_free))
+                if constexpr (std::numeric_limits<A>::has_quiet_NaN) passes(R{}, with_nan);
         }
     });
 }
@@ -887,7 +899,9 @@ void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
         if constexpr (kUnrolled<A>)  // integer data keeps the rows path (compile time)
             if (!indices && running_fits(g, true) && g.axis[1].kernel * g.axis[2].kernel >= 16)
                 return forward_separable<R, T, A, 256 / sizeof(A)>(x, g, out);
-        if (indices && running_indices_fit(g)) return forward_running_indices<R, T, A>(x, g, out);
+        // integer data has no gradient: its winners (return_indices only) take the engine
+        if constexpr (kUnrolled<A>)
+            if (indices && running_indices_fit(g)) return forward_running_indices<R, T, A>(x, g, out);
     } else if constexpr (!std::is_same<T, double>::value) {
         if (out.divisor && running_fits(g) && g.axis[1].kernel * g.axis[2].kernel >= 64)
             return forward_running_sum<T>(x, g, out);
