@@ -412,28 +412,24 @@ void row_taps(const A *__restrict pr, i64 n, A *__restrict out) {
 
 // Wider W windows: doubling spans in t1 and t2 up to a span s (a power of two), then
 // J <= 8 taps s apart (the last one at K - s, overlapping: a max/min may count a cell
-// twice), unrolled. Segment by segment (kSegment values): the spans' rows stay in L1
+// twice). Segment by segment (kSegment values): the spans' rows stay in L1
 // however long the row.
 constexpr i64 kSegment = 512;
 
-template <class R, class A, i64 V, int J>
-void row_span_taps(const A *__restrict cur, i64 s, i64 last, i64 n, A *__restrict out) {
-    for (i64 c = 0; c < n; c += V) {
-        Vec<A> a = load(cur + c);
-        for (int j = 1; j + 1 < J; ++j) a = combine<R>(load(cur + c + j * s), a);
-        store(out + c, combine<R>(load(cur + c + last), a));
-    }
-}
-
-// The same with J at run time: integer data, rare here, is not worth one function per J
-// (each a function per type and level: pip install's compile time).
 template <class R, class A, i64 V>
-void row_span_taps_any(const A *__restrict cur, i64 s, i64 last, i64 n, i64 J, A *__restrict out) {
+inline void span_taps(const A *__restrict cur, i64 s, i64 last, i64 n, i64 J, A *__restrict out) {
     for (i64 c = 0; c < n; c += V) {
         Vec<A> a = load(cur + c);
         for (i64 j = 1; j + 1 < J; ++j) a = combine<R>(load(cur + c + j * s), a);
         store(out + c, combine<R>(load(cur + c + last), a));
     }
+}
+
+// J fixed, so the taps unroll (one function per J, type and level: pip install's compile
+// time, spent only where it pays, see kUnrolledFor).
+template <class R, class A, i64 V, int J>
+void row_span_taps(const A *__restrict cur, i64 s, i64 last, i64 n, A *__restrict out) {
+    span_taps<R, A, V>(cur, s, last, n, J, out);
 }
 
 // Whether the kernel sizes are compile-time constants (unrolled) for this accumulator.
@@ -477,7 +473,7 @@ struct RowSpans {
                 cur = next, next = next == t1 ? t2 : t1;
             }
             if constexpr (kUnrolledFor<R, A>) taps(cur, s * L, (kW - s) * L, n_seg, out + c0);
-            else row_span_taps_any<R, A, V>(cur, s * L, (kW - s) * L, n_seg, (kW + s - 1) / s, out + c0);
+            else span_taps<R, A, V>(cur, s * L, (kW - s) * L, n_seg, (kW + s - 1) / s, out + c0);
         }
     }
 };
@@ -906,12 +902,13 @@ void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
         // channels-last, chunks of 256 bytes of lanes (4 cache lines a pixel; on Zen 3 spp's
         // 13x13 2t 4.8 -> 3.6 ms against the running passes on 64-byte chunks, sppf's 5x5 as
         // fast as the rows path in 58% of its instructions); the rows path below 4x4
-        if constexpr (kUnrolled<A>)  // integer data keeps the rows path (compile time)
+        // integer data (compile time) keeps the rows path, and its winners (return_indices
+        // only: no gradient) take the engine
+        if constexpr (kUnrolled<A>) {
             if (!indices && running_fits(g, true) && g.axis[1].kernel * g.axis[2].kernel >= 16)
                 return forward_separable<R, T, A, 256 / sizeof(A)>(x, g, out);
-        // integer data has no gradient: its winners (return_indices only) take the engine
-        if constexpr (kUnrolled<A>)
             if (indices && running_indices_fit(g)) return forward_running_indices<R, T, A>(x, g, out);
+        }
     } else if constexpr (!std::is_same<T, double>::value) {
         if (out.divisor && running_fits(g) && g.axis[1].kernel * g.axis[2].kernel >= 64)
             return forward_running_sum<T>(x, g, out);
