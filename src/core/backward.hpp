@@ -219,20 +219,38 @@ inline std::vector<int32_t> window_origins(const Geometry &g, i64 p) {
 }
 
 // acc[target(o)] += dy[o] for the outputs of plane rows [r0, r1) (D and H flattened),
-// lanes == 1, in order. (Measured on Zen 3 with sppf's codes: an order that keeps two
-// adds to one cell apart, by phases of disjoint windows or by interleaved quarters, and
-// summing runs of one target in a register first, were all as slow or slower within one
-// plane; other planes' adds in between do help: scatter_grouped.)
+// lanes == 1, in order; only the targets `keep` takes. (Measured on Zen 3 with sppf's
+// codes: an order that keeps two adds to one cell apart, by phases of disjoint windows or
+// by interleaved quarters, and summing runs of one target in a register first, were all
+// as slow or slower within one plane; other planes' adds in between do help:
+// scatter_grouped.)
 template <class A, class T, class Target>
 inline void scatter_rows(A *acc, const T *gy, i64 n_w, i64 r0, i64 r1, Target &&target) {
     for (i64 o = r0 * n_w; o < r1 * n_w; ++o) acc[target(o)] += static_cast<A>(gy[o]);
 }
 
+// The same adds, only to the targets at or past `cut` (Past) or short of it (!Past);
+// the others go to a cell of the caller's without a branch (which targets fall on which
+// side changes from window to window).
+template <bool Past, class A, class T, class Target>
+inline void scatter_rows_cut(A *acc, const T *gy, i64 n_w, i64 r0, i64 r1, i64 cut, Target &&target) {
+    A sink[8] = {};  // eight, so that the adds dropped here do not wait on each other
+    for (i64 o = r0 * n_w; o < r1 * n_w; ++o) {
+        const i64 t = target(o);
+        A *to = (t >= cut) == Past ? acc + t : sink + (o & 7);
+        *to += static_cast<A>(gy[o]);
+    }
+}
+
 // Max/min backward of planes too few for the threads (lanes == 1): each plane's outputs
 // split into bands along its outermost sliding axis, each band's windows together at
 // least a window's extent long, so that a band's targets reach no band but the two beside
-// it. After a
-// parallel zero fill the even bands run in parallel, then the odd ones.
+// it; four bands a thread. Every cell must get its adds in output order (PyTorch's sums,
+// to the bit, whatever the bands), so a cell that bands b - 1 and b both reach takes
+// b - 1's adds first: after a parallel zero fill, every band adds in parallel to the
+// cells past the reach of the band before it (cut[b]), then every band adds to the cells
+// short of its cut, which band b - 1 has finished. (Even bands, then odd ones, gave
+// b's adds before b - 1's where b was even: 2e-6 off PyTorch in a 300 x 301 k5 plane.)
 template <class T, class I, bool Flat>
 void scatter_bands(const T *dy, const I *arg, T *dx, const Geometry &g, const int32_t *origin, const int32_t *rel) {
     using A = typename Acc<T>::type;
@@ -240,25 +258,44 @@ void scatter_bands(const T *dy, const I *arg, T *dx, const Geometry &g, const in
     const bool along_d = !D.trivial;
     const Axis &S = along_d ? D : H;
     const i64 unit = along_d ? H.n_out : 1;  // output rows (D and H flattened) per step of S
+    const i64 cells_per_s = along_d ? H.n_in * g.axis[2].n_in : g.axis[2].n_in;  // input cells per step of S
     const i64 in_plane = g.in_plane(), out_plane = g.out_plane(), rows = D.n_out * H.n_out;
     const i64 extent = (S.kernel - 1) * S.step + 1, least = (extent + S.stride - 1) / S.stride;
-    const i64 band = std::max<i64>(least, along_d ? 4 : 32), bands = (S.n_out + band - 1) / band;
+    // the head rows of each band (windows that start short of the cut) go over twice
+    const i64 per_thread = (S.n_out + 4 * thread_count() - 1) / (4 * thread_count());
+    const i64 band = std::max<i64>({least, along_d ? 4 : 32, per_thread}), bands = (S.n_out + band - 1) / band;
+    std::vector<i64> cut(static_cast<size_t>(bands), 0), head(static_cast<size_t>(bands), 0);
+    for (i64 b = 1; b < bands; ++b) {
+        const i64 o = b * band - 1;  // band b - 1's last window reaches furthest
+        const i64 reach = S.first[o] + (S.count[o] - 1) * S.step + 1;
+        cut[b] = reach * cells_per_s;
+        i64 n = 0;  // band b's windows that start short of the cut
+        while (b * band + n < std::min(S.n_out, (b + 1) * band) && S.first[b * band + n] < reach) ++n;
+        head[b] = n;
+    }
     std::vector<A> wide;  // float16 sums in float, for the whole of every plane
     A *acc = std::is_same<A, T>::value ? reinterpret_cast<A *>(dx) : (wide.resize(g.planes * in_plane), wide.data());
     const i64 grain = 1 << 14;
     parallel_for(g.planes * in_plane, grain, [&](i64 begin, i64 end) { std::fill(acc + begin, acc + end, A(0)); });
-    for (i64 colour = 0; colour < 2; ++colour) {
-        const i64 mine = (bands - colour + 1) / 2;
-        parallel_for(g.planes * mine, 1, [&](i64 begin, i64 end) {
+    for (int phase = 0; phase < 2; ++phase) {
+        parallel_for(g.planes * bands, 1, [&](i64 begin, i64 end) {
             for (i64 u = begin; u < end; ++u) {
-                const i64 p = u / mine, b = 2 * (u % mine) + colour;
-                const i64 r0 = b * band * unit, r1 = std::min(rows, (b + 1) * band * unit);
+                const i64 p = u / bands, b = u % bands;
+                const i64 r0 = b * band * unit, r1 = std::min(rows, (b + 1) * band * unit), rh = r0 + head[b] * unit;
                 A *accp = acc + p * in_plane;
                 const T *dyp = dy + p * out_plane;
                 const I *ap = arg + p * out_plane;
                 const i64 n_w = g.axis[2].n_out;
-                if constexpr (Flat) scatter_rows(accp, dyp, n_w, r0, r1, [&](i64 o) { return ap[o]; });
-                else scatter_rows(accp, dyp, n_w, r0, r1, [&](i64 o) { return origin[o] + rel[ap[o]]; });
+                auto target = [&](i64 o) {
+                    if constexpr (Flat) return static_cast<i64>(ap[o]);
+                    else return static_cast<i64>(origin[o] + rel[ap[o]]);
+                };
+                if (phase == 0) {  // the head's windows reach both sides of the cut; the rest, past it only
+                    scatter_rows_cut<true>(accp, dyp, n_w, r0, rh, cut[b], target);
+                    scatter_rows(accp, dyp, n_w, rh, r1, target);
+                } else {
+                    scatter_rows_cut<false>(accp, dyp, n_w, r0, rh, cut[b], target);
+                }
             }
         });
     }
