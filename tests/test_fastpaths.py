@@ -173,6 +173,27 @@ def test_two_tap_backward_rows_of_every_width(width):
         np.testing.assert_array_equal(pb_got(dy), pb_ref(dy))
 
 
+@pytest.mark.parametrize("shape", [(4, 5, 9, 11), (2, 9, 6, 7, 9), (3, 8, 15), (40, 1, 4, 33)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_two_tap_backward_of_many_planes_a_plane_at_a_time(shape, dtype):
+    """With planes enough for the threads, the 2-tap backward takes whole planes per work
+    unit from one list of each output row's input rows: odd sizes leave rows and columns
+    that no window reaches (0 there), with NaN winners, at 1 and 2 threads."""
+    rng = np.random.default_rng(sum(shape))
+    x = data(rng, shape, dtype, nan=True)
+    op = getattr(ndpool, f"max_pool{len(shape) - 2}d")
+    before = ndpool.get_num_threads()
+    try:
+        for threads in (1, 2):
+            ndpool.set_num_threads(threads)
+            for kernel in (2, (3,) * (len(shape) - 3) + (2,)):
+                (y, pb_ref), (_, pb_got) = both(lambda: ndpool.vjp(op, x, kernel))
+                dy = rng.standard_normal(y.shape).astype(dtype)
+                np.testing.assert_array_equal(pb_got(dy), pb_ref(dy))
+    finally:
+        ndpool.set_num_threads(before)
+
+
 def test_two_tap_backward_rows_with_two_byte_offsets():
     """A window of more than 256 cells keeps 2-byte winner offsets."""
     rng = np.random.default_rng(7)

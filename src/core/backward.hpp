@@ -112,6 +112,42 @@ inline void pairs_row(const T *gy, const I *a, T *row, i64 n, I k0) {
     }
 }
 
+// scatter_disjoint's rows under 2-tap stride-2 windows (k2 s2) when the planes are many:
+// a work unit is whole planes, and the input rows of every output row are listed once,
+// so that short rows (16 windows in 64x32x32x32) spend their time in pairs_row rather
+// than in finding their rows.
+template <class T, class I>
+void scatter_pairs(const T *dy, const I *arg, T *dx, const Geometry &g, const std::vector<i64> &uncovered) {
+    const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
+    const i64 width = W.n_in, in_plane = g.in_plane(), out_plane = g.out_plane();
+    std::vector<i64> start{0}, row, key;  // output row r: input rows row[start[r] ..] and their first codes
+    for (i64 od = 0; od < D.n_out; ++od)
+        for (i64 oh = 0; oh < H.n_out; ++oh) {
+            for (i64 td = 0; td < D.count[od]; ++td)
+                for (i64 th = 0; th < H.count[oh]; ++th) {
+                    const i64 d = D.first[od] + td * D.step, h = H.first[oh] + th * H.step;
+                    row.push_back((d * H.n_in + h) * width);
+                    key.push_back(((D.skip[od] + td) * H.kernel + H.skip[oh] + th) * W.kernel);
+                }
+            start.push_back(static_cast<i64>(row.size()));
+        }
+    const i64 out_rows = D.n_out * H.n_out, n = W.n_out;
+    parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
+        for (i64 p = begin; p < end; ++p) {
+            T *plane = dx + p * in_plane;
+            for (i64 r : uncovered) std::fill(plane + r * width, plane + (r + 1) * width, T(0));
+            const T *gy = dy + p * out_plane;
+            const I *a = arg + p * out_plane;
+            for (i64 r = 0; r < out_rows; ++r, gy += n, a += n)
+                for (i64 i = start[r]; i < start[r + 1]; ++i) {
+                    T *dst = plane + row[i];
+                    pairs_row<T, I>(gy, a, dst, n, static_cast<I>(key[i]));
+                    if (2 * n < width) std::fill(dst + 2 * n, dst + width, T(0));
+                }
+        }
+    });
+}
+
 // Disjoint windows: every input row is written once, each cell getting dy where it is its
 // window's winner and 0 elsewhere; no zero-fill pass, no accumulation. A work unit is one
 // output row and the input rows its windows cover.
@@ -126,6 +162,7 @@ void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
     const bool pairs = lanes == 1 && pairs_w(W);
     const i64 *ow_of = own.window[2].data(), *kw_of = own.tap[2].data();
     const std::vector<i64> uncovered = uncovered_rows(own, g);
+    if (pairs && g.planes >= 4 * thread_count()) return scatter_pairs<T, I>(dy, arg, dx, g, uncovered);
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(width * D.kernel * H.kernel, 1));
     parallel_for(g.planes * out_rows, grain, [&](i64 begin, i64 end) {
         each_output_row(D.n_out, H.n_out, begin, end, [&](i64 p, i64 od, i64 oh) {
