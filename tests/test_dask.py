@@ -127,7 +127,8 @@ def test_adaptive_and_fractional_equal_in_memory(rank, data):
                             return_indices=True)
     assert np.array_equal(y, y0) and np.array_equal(i, i0)
     a0, a = both(ops_of("adaptive_avg_pool", rank), x, chunks, out)
-    np.testing.assert_allclose(a, a0, rtol=1e-6)
+    # float32 sums in another order: rounding of the inputs' size, not of a mean near 0
+    np.testing.assert_allclose(a, a0, rtol=1e-6, atol=1e-6 * float(np.abs(x).max()))
     if rank > 1:
         kernel = tuple(data.draw(st.integers(1, max(1, n - o + 1))) for n, o in zip(spatial, out))
         op = ops_of("fractional_max_pool", rank)
