@@ -256,11 +256,10 @@ inline std::vector<int32_t> window_origins(const Geometry &g, i64 p) {
 }
 
 // acc[target(o)] += dy[o] for the outputs of plane rows [r0, r1) (D and H flattened),
-// lanes == 1, in order; only the targets `keep` takes. (Measured on Zen 3 with sppf's
-// codes: an order that keeps two adds to one cell apart, by phases of disjoint windows or
-// by interleaved quarters, and summing runs of one target in a register first, were all
-// as slow or slower within one plane; other planes' adds in between do help:
-// scatter_grouped.)
+// lanes == 1, in order. (Measured on Zen 3 with sppf's codes: an order that keeps two
+// adds to one cell apart, by phases of disjoint windows or by interleaved quarters, and
+// summing runs of one target in a register first, were all as slow or slower within one
+// plane; other planes' adds in between do help: scatter_grouped.)
 template <class A, class T, class Target>
 inline void scatter_rows(A *acc, const T *gy, i64 n_w, i64 r0, i64 r1, Target &&target) {
     for (i64 o = r0 * n_w; o < r1 * n_w; ++o) acc[target(o)] += static_cast<A>(gy[o]);
