@@ -79,7 +79,7 @@ def test_running_max_min_nan_in_some_bands_only(dtype):
 @pytest.mark.parametrize("seed", range(30))
 def test_running_max_min_channels_last(seed):
     """Channels-last large windows (16 taps or more) run the separable passes on chunks
-    of 256 bytes of lanes (32 to 256 lanes by dtype) with a partial last chunk."""
+    of 128 bytes of lanes (16 to 128 lanes by dtype) with a partial last chunk."""
     rng = np.random.default_rng(seed)
     h, w = rng.integers(9, 30, 2)
     (kh, kw), pad = window(rng, h, w, 4, 4, 15)
@@ -90,6 +90,26 @@ def test_running_max_min_channels_last(seed):
         ref, got = both(lambda: op(x, (kh, kw), 1, pad, ceil_mode=bool(seed % 2),
                                    layout="channels_last"))
         np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [512, 528])
+def test_running_max_min_channels_last_streamed_outputs(dtype, channels):
+    """Channels-last outputs of 8 MiB or more are written around the caches, in whole
+    lines (528 lanes: a partial last chunk, stored as usual); a NaN in one image makes its
+    bands run again over what they streamed. Against the channels-first passes, which
+    store as usual (and are checked against the reference above)."""
+    rng = np.random.default_rng(channels)
+    x = data(rng, (5, 40, 36, channels), dtype)
+    x[3, 17, 20, 100] = np.nan
+    x[4, 0, 0, 527 if channels == 528 else 511] = np.nan
+    first = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    for op, k, pad in ((ndpool.max_pool2d, 5, 2), (ndpool.min_pool2d, 13, 6)):
+        got = op(x, k, 1, pad, layout="channels_last")
+        assert got.nbytes >= 8 << 20
+        want = np.moveaxis(op(first, k, 1, pad), 1, -1)
+        np.testing.assert_array_equal(got, want)
+        assert np.isnan(got[3, 15:20, 18:23, 100]).all() and not np.isnan(got[:3]).any()
 
 
 @pytest.mark.parametrize("seed", range(48))

@@ -479,11 +479,16 @@ struct RowSpans {
 };
 
 // Stores U vectors to one output row: all U * V values, or (a row's or a chunk's end) the first n.
+// `stream`: around the caches (simd::stream), y aligned to whole lines.
 template <class T, class A, i64 U>
-inline void put_strip(T *__restrict y, const Vec<A> (&v)[U], i64 n) {
+inline void put_strip(T *__restrict y, const Vec<A> (&v)[U], i64 n, bool stream = false) {
     constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
     if (n >= U * V) {
         if constexpr (std::is_same<T, A>::value) {
+            if (stream && simd::stream(y, v[0])) {
+                for (i64 u = 1; u < U; ++u) simd::stream(y + u * V, v[u]);
+                return;
+            }
             for (i64 u = 0; u < U; ++u) store(y + u * V, v[u]);
         } else {
             for (i64 u = 0; u < U; ++u)
@@ -521,9 +526,20 @@ inline void each_strip(i64 cells, i64 lanes, i64 valid, F &&strip) {
     }
 }
 
-// Where the H passes write: rows `row` apart in y, cells `lanes` apart, `valid` lanes a cell.
+// Whether an output of `bytes` at y is written around the caches (simd::stream): one
+// too big to stay in them for whoever reads it next, aligned to whole lines. On Zen 3
+// (AVX2), 8x256x40x40 float32 channels-last (13 MB): sppf's 5x5 forward 2.75 -> 1.84 ms
+// at 2 threads, spp's 13x13 3.94 -> 3.40 ms.
+constexpr i64 kStreamBytes = i64(8) << 20;
+inline bool streams(const void *y, i64 bytes) {
+    return bytes >= kStreamBytes && reinterpret_cast<uintptr_t>(y) % 64 == 0;
+}
+
+// Where the H passes write: rows `row` apart in y, cells `lanes` apart, `valid` lanes a
+// cell; whole strips `stream`ed around the caches (put_strip).
 struct Place {
     i64 row, lanes, valid;
+    bool stream = false;
 };
 
 // One output row of H windows K rows tall (K <= 6), unrolled: y at cell o = the extreme
@@ -537,7 +553,7 @@ void column_taps(const A *__restrict w, i64 wline, T *__restrict y, i64 cells, P
         for (i64 u = 0; u < U; ++u) a[u] = load(w + c + u * V);
         for (int t = 1; t < K; ++t)
             for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load(w + t * wline + c + u * V), a[u]);
-        put_strip<T, A, U>(y + yo, a, n);
+        put_strip<T, A, U>(y + yo, a, n, at.stream);
     });
 }
 
@@ -563,7 +579,7 @@ void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__res
                 a[u] = combine<R>(a[u], load(col + t * wline + u * V));
                 store(S + (t * U + u) * V, a[u]);
             }
-        put_strip<T, A, U>(y + yo, a, n);  // the window that is the block
+        put_strip<T, A, U>(y + yo, a, n, at.stream);  // the window that is the block
         const A *next = col + kH * wline;  // the next block's rows, in order
         for (i64 u = 0; u < U; ++u) a[u] = load(next + u * V);
         for (i64 t = 1; t < std::min(kH, count); ++t) {
@@ -571,7 +587,7 @@ void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__res
                 for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load(next + (t - 1) * wline + u * V), a[u]);
             Vec<A> v[U];
             for (i64 u = 0; u < U; ++u) v[u] = combine<R>(a[u], load(S + (t * U + u) * V));
-            put_strip<T, A, U>(y + t * at.row + yo, v, n);
+            put_strip<T, A, U>(y + t * at.row + yo, v, n, at.stream);
         }
     });
 }
@@ -633,13 +649,18 @@ void forward_separable(const T *x, const Geometry &g, const Outputs &out) {
     const i64 wline = round_up(oW * L, V), stride = L == 1 ? oW : wline;  // w's row: values, apart
     const i64 plen = round_up((oW + 2 * kW) * L + 2 * V, V), tlen = round_up(kSegment + 2 * kW * L + 2 * V, V);
     // a band's W-reduced rows within 256 KiB where that leaves bands of 2 kH rows or
-    // more; bands of one plane alike in height
-    const i64 fit = (i64(256) << 10) / (wline * static_cast<i64>(sizeof(A))) - (kH - 1);
+    // more, or the whole plane where that is at most a quarter more (no rows done twice:
+    // channels-last spp's 40 rows in chunks of 128 bytes); bands of one plane alike in height
+    const i64 fit0 = (i64(256) << 10) / (wline * static_cast<i64>(sizeof(A))) - (kH - 1);
+    const i64 fit = 5 * (fit0 + kH - 1) >= 4 * (oH + kH - 1) ? oH : fit0;
     const i64 most = std::min(oH, std::max<i64>(fit, 2 * kH)), bands = (oH + most - 1) / most;
     const i64 band_h = (oH + bands - 1) / bands;
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(band_h * W.n_in * L, 1));
     const SeparablePasses<R, T, A, L> with_nan(kH, kW);
     const SeparablePasses<NanFree<R>, T, A, L> nan_free(kH, kW);
+    // channels-last outputs too big for the caches go around them, in whole lines
+    const bool stream = L > 1 && std::is_same<T, A>::value && streams(out.y, g.planes * out_plane * sizeof(T)) &&
+                        lanes * static_cast<i64>(sizeof(T)) % 64 == 0;
     parallel_for(g.planes * chunks * bands, grain, [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
         A *w = sized(sc.a, (band_h + kH - 1) * stride + wline + V);
@@ -653,7 +674,7 @@ void forward_separable(const T *x, const Geometry &g, const Outputs &out) {
             const i64 rows = n_oh + kH - 1, h0 = top + oh0;
             const T *plane = x + p * in_plane + l0;
             T *y = static_cast<T *>(out.y) + p * out_plane + oh0 * oW * lanes + l0;
-            const Place at{oW * lanes, lanes, n};
+            const Place at{oW * lanes, lanes, n, stream};
             // returns whether a copied value was a NaN (never, for integers)
             auto passes = [&](auto reducer, const auto &k) {
                 using Q = decltype(reducer);
@@ -721,6 +742,7 @@ void forward_separable(const T *x, const Geometry &g, const Outputs &out) {
             if (passes(NanFree<R>{}, nan_free))
                 if constexpr (std::numeric_limits<A>::has_quiet_NaN) passes(R{}, with_nan);
         }
+        if (stream) simd::stream_fence();
     });
 }
 
@@ -899,14 +921,15 @@ void forward_dispatch(const T *x, const Geometry &g, const Outputs &out) {
     if (!indices && whole_planes(g)) return reduce_planes<R, T, A>(x, g, out);
     if constexpr (R::extreme) {
         if (!indices && running_fits(g)) return forward_separable<R, T, A, 1>(x, g, out);
-        // channels-last, chunks of 256 bytes of lanes (4 cache lines a pixel; on Zen 3 spp's
-        // 13x13 2t 4.8 -> 3.6 ms against the running passes on 64-byte chunks, sppf's 5x5 as
-        // fast as the rows path in 58% of its instructions); the rows path below 4x4
-        // integer data (compile time) keeps the rows path, and its winners (return_indices
-        // only: no gradient) take the engine
+        // channels-last, chunks of 128 bytes of lanes (2 cache lines a pixel). On Zen 3:
+        // spp's 13x13 2t 4.8 -> 3.6 ms against the running passes on 64-byte chunks, sppf's
+        // 5x5 as fast as the rows path in 58% of its instructions; with the outputs
+        // streamed, 128-byte chunks against 256 took spp 3.3 -> 2.7 ms (one band of 40 rows
+        // in L2, not two). Below 4x4 and integer data (compile time) keep the rows path,
+        // and their winners (return_indices only: no gradient) take the engine
         if constexpr (kUnrolled<A>) {
             if (!indices && running_fits(g, true) && g.axis[1].kernel * g.axis[2].kernel >= 16)
-                return forward_separable<R, T, A, 256 / sizeof(A)>(x, g, out);
+                return forward_separable<R, T, A, 128 / sizeof(A)>(x, g, out);
             if (indices && running_indices_fit(g)) return forward_running_indices<R, T, A>(x, g, out);
         }
     } else if constexpr (!std::is_same<T, double>::value) {

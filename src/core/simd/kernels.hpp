@@ -9,6 +9,8 @@
 
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
+#elif defined(__SSE2__)
+#include <emmintrin.h>
 #endif
 #if defined(__ARM_NEON)
 #include <arm_neon.h>
@@ -134,6 +136,40 @@ inline i64 scatter_lanes(const T *gy, const I *a, A *cell, const int32_t *rel, i
 #endif
     (void)gy, (void)a, (void)cell, (void)rel, (void)lanes, (void)l1;
     return l0;
+}
+
+// A non-temporal store of one register's worth of values (V, a vector type of the
+// level's width) at p, aligned to that width: it bypasses the caches, so an output
+// too big to stay in them is written without first reading every line it fills. Whole
+// lines only (a partial one is slow). Returns false where the level has no such store
+// (NEON: the caller stores as usual). The stores are weakly ordered: stream_fence()
+// before the work unit's results are handed on.
+template <class V>
+inline bool stream(void *p, const V &v) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(V) == 64) {
+        _mm512_stream_si512(static_cast<__m512i *>(p), reinterpret_cast<const __m512i &>(v));
+        return true;
+    }
+#elif defined(__AVX2__)
+    if constexpr (sizeof(V) == 32) {
+        _mm256_stream_si256(static_cast<__m256i *>(p), reinterpret_cast<const __m256i &>(v));
+        return true;
+    }
+#elif defined(__SSE2__)
+    if constexpr (sizeof(V) == 16) {
+        _mm_stream_si128(static_cast<__m128i *>(p), reinterpret_cast<const __m128i &>(v));
+        return true;
+    }
+#endif
+    (void)p, (void)v;
+    return false;
+}
+
+inline void stream_fence() {
+#if defined(__SSE2__) || defined(__AVX2__) || defined(__AVX512F__)
+    _mm_sfence();
+#endif
 }
 
 }  // namespace simd
