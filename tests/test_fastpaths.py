@@ -112,6 +112,33 @@ def test_running_max_min_channels_last_streamed_outputs(dtype, channels):
         assert np.isnan(got[3, 15:20, 18:23, 100]).all() and not np.isnan(got[:3]).any()
 
 
+@pytest.mark.parametrize("case", ["max2", "avg2", "avg3", "max3d", "odd"])
+def test_rows_streamed_outputs_equal_one_threads(case):
+    """At 2 threads, outputs of 8 MiB or more whose rows are whole cache lines are written
+    around the caches (a mean's quotients made before): the same bits as 1 thread, which
+    stores as usual. 'odd': rows of 100 values (not whole lines), stored as usual."""
+    rng = np.random.default_rng(3)
+    shape = {"max3d": (1, 2, 128, 256, 256), "odd": (12, 16, 256, 200)}.get(case, (9, 16, 256, 256))
+    x = data(rng, shape, np.float32)
+    x.flat[rng.integers(x.size, size=5)] = np.nan
+    call = {"max2": lambda: ndpool.max_pool2d(x, 2, 2),
+            "avg2": lambda: ndpool.avg_pool2d(x, 2, 2),
+            "avg3": lambda: ndpool.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+            "max3d": lambda: ndpool.max_pool3d(x, 2, 2),
+            "odd": lambda: ndpool.max_pool2d(x, 2, 2)}[case]
+    before = ndpool.get_num_threads()
+    try:
+        ndpool.set_num_threads(1)
+        one = call()
+        ndpool.set_num_threads(2)
+        two = call()
+    finally:
+        ndpool.set_num_threads(before)
+    assert two.nbytes >= 8 << 20
+    np.testing.assert_array_equal(two, one)
+    assert np.isnan(two).sum() == np.isnan(one).sum() > 0
+
+
 @pytest.mark.parametrize("seed", range(48))
 def test_running_max_min_winners(seed):
     """The running extremes that also yield the winner (vjp and return_indices): PyTorch's

@@ -19,10 +19,38 @@ inline A combine(A v, A acc) {
     else return acc + v;
 }
 
-// Writes one output row from the reduced `acc` (a mean divides by its divisor).
+// Whether an output of `bytes` at y is written around the caches (simd::stream): one
+// too big to stay in them for whoever reads it next, aligned to whole lines. On Zen 3
+// (AVX2), 2 threads: 8x256x40x40 float32 channels-last (13 MB), sppf's 5x5 forward
+// 2.75 -> 1.84 ms, spp's 13x13 3.94 -> 3.40 ms; a 512^3 volume's 2x2x2 max about 5% less.
+constexpr i64 kStreamBytes = i64(8) << 20;
+inline bool streams(const void *y, i64 bytes) {
+    return bytes >= kStreamBytes && reinterpret_cast<uintptr_t>(y) % 64 == 0;
+}
+
+// Writes one output row from the reduced `acc` (a mean divides by its divisor); `stream`:
+// around the caches (simd::stream_copy, the quotients made in acc first).
 template <class T, class A>
-inline void write_row(const Outputs &out, const A *acc, i64 n_out, i64 lanes, i64 at, i64 od, i64 oh) {
+inline void write_row(const Outputs &out, A *acc, i64 n_out, i64 lanes, i64 at, i64 od, i64 oh, bool stream = false) {
     T *y = static_cast<T *>(out.y) + at;
+    if constexpr (std::is_same<T, A>::value) {
+        if (stream) {
+            if (out.divisor) {
+                const double row_div = out.divisor.row(od, oh);
+                const double *div = out.divisor.factor[2];
+                if (lanes == 1) {
+                    for (i64 o = 0; o < n_out; ++o) acc[o] = acc[o] / static_cast<A>(row_div * div[o]);
+                } else {
+                    for (i64 o = 0; o < n_out; ++o) {
+                        const A dv = static_cast<A>(row_div * div[o]);
+                        for (i64 l = 0; l < lanes; ++l) acc[o * lanes + l] = acc[o * lanes + l] / dv;
+                    }
+                }
+            }
+            simd::stream_copy(acc, y, n_out * lanes);
+            return;
+        }
+    }
     if (out.divisor) {
         const double row_div = out.divisor.row(od, oh);
         const double *div = out.divisor.factor[2];
@@ -102,12 +130,17 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
     const bool pairs = lanes == 1 && pairs_w(W);
     const bool direct = lanes > 1 && lo == 0 && hi == length;  // every W tap in bounds
     const bool check_nan = R::extreme && D.kernel * H.kernel * W.kernel >= 16;
+    // outputs too big for the caches, in rows of whole lines, go around them when the
+    // threads are several: one thread is not held up by memory (on Zen 3 it was 5-10%
+    // slower so, on vgg_max and a 512^3 volume), all of them are
+    const bool stream = thread_count() > 1 && streams(out.y, g.planes * out_plane * static_cast<i64>(sizeof(T))) &&
+                        n_out * lanes * static_cast<i64>(sizeof(T)) % 64 == 0;
     parallel_for(g.planes * rows, grain, [&](i64 begin, i64 end) {
         auto &sc = Scratch<A>::get();
         A *m = sized(sc.row, length * lanes);
         A *acc = sized(sc.a, n_out * lanes);
         auto finish = [&](i64 p, i64 r, i64 od, i64 oh) {
-            write_row<T, A>(out, acc, n_out, lanes, p * out_plane + r * n_out * lanes, od, oh);
+            write_row<T, A>(out, acc, n_out, lanes, p * out_plane + r * n_out * lanes, od, oh, stream);
         };
         std::fill(m, m + lo * lanes, R::template identity<A>());
         std::fill(m + hi * lanes, m + length * lanes, R::template identity<A>());
@@ -247,6 +280,7 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
             }
             finish(p, r, od, oh);
         }
+        if (stream) simd::stream_fence();
     });
 }
 
@@ -524,15 +558,6 @@ inline void each_strip(i64 cells, i64 lanes, i64 valid, F &&strip) {
         for (; c < full; c += V) strip(c, std::integral_constant<i64, 1>{}, V, c);
         if (full < cells) strip(full, std::integral_constant<i64, 1>{}, cells - full, full);
     }
-}
-
-// Whether an output of `bytes` at y is written around the caches (simd::stream): one
-// too big to stay in them for whoever reads it next, aligned to whole lines. On Zen 3
-// (AVX2), 8x256x40x40 float32 channels-last (13 MB): sppf's 5x5 forward 2.75 -> 1.84 ms
-// at 2 threads, spp's 13x13 3.94 -> 3.40 ms.
-constexpr i64 kStreamBytes = i64(8) << 20;
-inline bool streams(const void *y, i64 bytes) {
-    return bytes >= kStreamBytes && reinterpret_cast<uintptr_t>(y) % 64 == 0;
 }
 
 // Where the H passes write: rows `row` apart in y, cells `lanes` apart, `valid` lanes a

@@ -166,6 +166,32 @@ inline bool stream(void *p, const V &v) {
     return false;
 }
 
+// to[0, n) = from[0, n), the whole lines of `to` stored around the caches (stream()),
+// the rest as usual; the caller fences.
+template <class T>
+inline void stream_copy(const T *from, T *to, i64 n) {
+    i64 i = 0;
+    for (; i < n && reinterpret_cast<uintptr_t>(to + i) % 64 != 0; ++i) to[i] = from[i];
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__SSE2__)
+    constexpr i64 line = 64 / static_cast<i64>(sizeof(T));
+    for (; i + line <= n; i += line) {
+        const char *f = reinterpret_cast<const char *>(from + i);
+        char *t = reinterpret_cast<char *>(to + i);
+#if defined(__AVX512F__)
+        _mm512_stream_si512(reinterpret_cast<__m512i *>(t), _mm512_loadu_si512(f));
+#elif defined(__AVX2__)
+        for (int h = 0; h < 64; h += 32)
+            _mm256_stream_si256(reinterpret_cast<__m256i *>(t + h),
+                                _mm256_loadu_si256(reinterpret_cast<const __m256i *>(f + h)));
+#else
+        for (int h = 0; h < 64; h += 16)
+            _mm_stream_si128(reinterpret_cast<__m128i *>(t + h), _mm_loadu_si128(reinterpret_cast<const __m128i *>(f + h)));
+#endif
+    }
+#endif
+    for (; i < n; ++i) to[i] = from[i];
+}
+
 inline void stream_fence() {
 #if defined(__SSE2__) || defined(__AVX2__) || defined(__AVX512F__)
     _mm_sfence();
