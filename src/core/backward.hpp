@@ -112,26 +112,35 @@ inline void pairs_row(const T *gy, const I *a, T *row, i64 n, I k0) {
     }
 }
 
+// The input rows under each output row (D and H flattened) of disjoint windows: output
+// row r covers the rows at offsets row[start[r] ..< start[r + 1]] (in values, rows `width`
+// apart), whose windows' taps along W start at code key[i]. Listed once per call.
+struct RowsUnder {
+    std::vector<i64> start{0}, row, key;
+    RowsUnder(const Geometry &g, i64 width) {
+        const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
+        for (i64 od = 0; od < D.n_out; ++od)
+            for (i64 oh = 0; oh < H.n_out; ++oh) {
+                for (i64 td = 0; td < D.count[od]; ++td)
+                    for (i64 th = 0; th < H.count[oh]; ++th) {
+                        const i64 d = D.first[od] + td * D.step, h = H.first[oh] + th * H.step;
+                        row.push_back((d * H.n_in + h) * width);
+                        key.push_back(((D.skip[od] + td) * H.kernel + H.skip[oh] + th) * W.kernel);
+                    }
+                start.push_back(static_cast<i64>(row.size()));
+            }
+    }
+};
+
 // scatter_disjoint's rows under 2-tap stride-2 windows (k2 s2) when the planes are many:
-// a work unit is whole planes, and the input rows of every output row are listed once,
-// so that short rows (16 windows in 64x32x32x32) spend their time in pairs_row rather
-// than in finding their rows.
+// a work unit is whole planes, so that short rows (16 windows in 64x32x32x32) spend
+// their time in pairs_row rather than in finding their rows.
 template <class T, class I>
-void scatter_pairs(const T *dy, const I *arg, T *dx, const Geometry &g, const std::vector<i64> &uncovered) {
-    const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
-    const i64 width = W.n_in, in_plane = g.in_plane(), out_plane = g.out_plane();
-    std::vector<i64> start{0}, row, key;  // output row r: input rows row[start[r] ..] and their first codes
-    for (i64 od = 0; od < D.n_out; ++od)
-        for (i64 oh = 0; oh < H.n_out; ++oh) {
-            for (i64 td = 0; td < D.count[od]; ++td)
-                for (i64 th = 0; th < H.count[oh]; ++th) {
-                    const i64 d = D.first[od] + td * D.step, h = H.first[oh] + th * H.step;
-                    row.push_back((d * H.n_in + h) * width);
-                    key.push_back(((D.skip[od] + td) * H.kernel + H.skip[oh] + th) * W.kernel);
-                }
-            start.push_back(static_cast<i64>(row.size()));
-        }
-    const i64 out_rows = D.n_out * H.n_out, n = W.n_out;
+void scatter_pairs(const T *dy, const I *arg, T *dx, const Geometry &g, const std::vector<i64> &uncovered,
+                   const RowsUnder &under) {
+    const i64 width = g.axis[2].n_in, in_plane = g.in_plane(), out_plane = g.out_plane();
+    const i64 out_rows = g.axis[0].n_out * g.axis[1].n_out, n = g.axis[2].n_out;
+    const i64 *start = under.start.data(), *row = under.row.data(), *key = under.key.data();
     parallel_for(g.planes, std::max<i64>(1, 16384 / std::max<i64>(in_plane, 1)), [&](i64 begin, i64 end) {
         for (i64 p = begin; p < end; ++p) {
             T *plane = dx + p * in_plane;
@@ -162,7 +171,9 @@ void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
     const bool pairs = lanes == 1 && pairs_w(W);
     const i64 *ow_of = own.window[2].data(), *kw_of = own.tap[2].data();
     const std::vector<i64> uncovered = uncovered_rows(own, g);
-    if (pairs && g.planes >= 4 * thread_count()) return scatter_pairs<T, I>(dy, arg, dx, g, uncovered);
+    const RowsUnder under(g, width);
+    if (pairs && g.planes >= 4 * thread_count()) return scatter_pairs<T, I>(dy, arg, dx, g, uncovered, under);
+    const i64 *start = under.start.data(), *row_at = under.row.data(), *key = under.key.data();
     const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(width * D.kernel * H.kernel, 1));
     parallel_for(g.planes * out_rows, grain, [&](i64 begin, i64 end) {
         each_output_row(D.n_out, H.n_out, begin, end, [&](i64 p, i64 od, i64 oh) {
@@ -173,32 +184,30 @@ void scatter_disjoint(const T *dy, const I *arg, T *dx, const Geometry &g) {
             const i64 at = p * out_plane + r * W.n_out * lanes;
             const I *a = arg + at;
             const T *gy = dy + at;
-            for (i64 td = 0; td < D.count[od]; ++td)
-                for (i64 th = 0; th < H.count[oh]; ++th) {
-                    const i64 d = D.first[od] + td * D.step, h = H.first[oh] + th * H.step;
-                    const i64 kb = ((D.skip[od] + td) * H.kernel + H.skip[oh] + th) * W.kernel;
-                    T *row = plane + (d * H.n_in + h) * width;
-                    if (pairs) {
-                        pairs_row<T, I>(gy, a, row, W.n_out, static_cast<I>(kb));
-                        if (2 * W.n_out < width) std::fill(row + 2 * W.n_out, row + width, T(0));
+            for (i64 i = start[r]; i < start[r + 1]; ++i) {
+                const i64 kb = key[i];
+                T *row = plane + row_at[i];
+                if (pairs) {
+                    pairs_row<T, I>(gy, a, row, W.n_out, static_cast<I>(kb));
+                    if (2 * W.n_out < width) std::fill(row + 2 * W.n_out, row + width, T(0));
+                    continue;
+                }
+                for (i64 w = 0; w < W.n_in; ++w) {
+                    const i64 o = ow_of[w];
+                    if (o < 0) {
+                        std::fill(row + w * lanes, row + (w + 1) * lanes, T(0));
                         continue;
                     }
-                    for (i64 w = 0; w < W.n_in; ++w) {
-                        const i64 o = ow_of[w];
-                        if (o < 0) {
-                            std::fill(row + w * lanes, row + (w + 1) * lanes, T(0));
-                            continue;
-                        }
-                        const I k = static_cast<I>(kb + kw_of[w]);
-                        const I *ao = a + o * lanes;
-                        const T *go = gy + o * lanes;
-                        T *cell = row + w * lanes;
-                        for (i64 l = 0; l < lanes; ++l) {
-                            const T v = go[l];
-                            cell[l] = ao[l] == k ? v : T(0);
-                        }
+                    const I k = static_cast<I>(kb + kw_of[w]);
+                    const I *ao = a + o * lanes;
+                    const T *go = gy + o * lanes;
+                    T *cell = row + w * lanes;
+                    for (i64 l = 0; l < lanes; ++l) {
+                        const T v = go[l];
+                        cell[l] = ao[l] == k ? v : T(0);
                     }
                 }
+            }
         });
     });
 }
