@@ -139,6 +139,27 @@ def test_rows_streamed_outputs_equal_one_threads(case):
     assert np.isnan(two).sum() == np.isnan(one).sum() > 0
 
 
+def test_two_tap_backward_streamed_equals_one_threads():
+    """At 2 threads, a k2 s2 max gradient of 64 MiB or more in rows of whole lines, over
+    many planes, is written around the caches: the same bits as 1 thread, which stores
+    as usual, the row no window reaches (H = 257) zero."""
+    rng = np.random.default_rng(5)
+    x = data(rng, (4, 64, 257, 256), np.float32)
+    before = ndpool.get_num_threads()
+    try:
+        grads = []
+        for threads in (1, 2):
+            ndpool.set_num_threads(threads)
+            y, pullback = ndpool.vjp(ndpool.max_pool2d, x, 2, 2)
+            grads.append(pullback(np.ones_like(y) + y))
+    finally:
+        ndpool.set_num_threads(before)
+    one, two = grads
+    assert two.nbytes >= 64 << 20
+    np.testing.assert_array_equal(two, one)
+    assert not two[:, :, 256].any() and np.count_nonzero(two) == y.size
+
+
 @pytest.mark.parametrize("seed", range(48))
 def test_running_max_min_winners(seed):
     """The running extremes that also yield the winner (vjp and return_indices): PyTorch's
