@@ -414,6 +414,32 @@ def test_overlapping_max_backward_in_groups_of_planes(planes, dtype):
         np.testing.assert_array_equal(got, ref)
 
 
+@pytest.mark.parametrize("case", [
+    ("max_pool2d", (8, 9, 11), dict(kernel_size=(3, 5), stride=1, padding=(1, 2), dilation=(2, 1))),
+    ("max_pool2d", (8, 12, 10), dict(kernel_size=(4, 2), stride=(1, 2), padding=(2, 1), dilation=(1, 3))),
+    ("max_pool3d", (5, 7, 8, 9), dict(kernel_size=(3, 2, 3), stride=1, padding=1, dilation=(1, 2, 2))),
+    ("max_pool3d", (4, 6, 9, 10), dict(kernel_size=(2, 3, 5), stride=(1, 2, 1), padding=(1, 1, 2))),
+    ("max_pool2d", (6, 66, 65), dict(kernel_size=65, stride=1, padding=32)),  # 4225 taps: by the table
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_overlapping_max_backward_targets_from_codes(case, dtype):
+    """In groups of planes, each winner's cell comes from its compact code by arithmetic
+    (the code split into kd, kh, kw by reciprocal multiplies, weighted by the dilated
+    taps' distances): dilations, uneven kernels and 3-D codes give PyTorch's gradient to
+    the bit (random dy: the sums must be in PyTorch's order too)."""
+    torch = pytest.importorskip("torch")
+    name, shape, kwargs = case
+    rng = np.random.default_rng(len(shape) + shape[-1])
+    x = rng.standard_normal((2,) + shape).astype(dtype)
+    with ndpool.use_backend("compiled"):
+        y, pullback = ndpool.vjp(getattr(ndpool, name), x, **kwargs)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dx = pullback(dy)
+    t = torch.from_numpy(x).requires_grad_()
+    getattr(torch.nn.functional, name)(t, **kwargs).backward(torch.from_numpy(dy))
+    np.testing.assert_array_equal(dx, t.grad.numpy())
+
+
 @pytest.mark.parametrize("k", [5, 9, 13])
 def test_running_max_min_keep_the_first_extreme_in_scan_order(k):
     """Ties between -0.0 and +0.0 show which cell a window kept: PyTorch keeps the first
