@@ -422,19 +422,24 @@ def test_overlapping_max_backward_in_groups_of_planes(planes, dtype):
     ("max_pool2d", (6, 66, 65), dict(kernel_size=65, stride=1, padding=32)),  # 4225 taps: by the table
 ])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_overlapping_max_backward_targets_from_codes(case, dtype):
-    """In groups of planes, each winner's cell comes from its compact code by arithmetic
-    (the code split into kd, kh, kw by reciprocal multiplies, weighted by the dilated
-    taps' distances): dilations, uneven kernels and 3-D codes give PyTorch's gradient to
-    the bit (random dy: the sums must be in PyTorch's order too)."""
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_overlapping_max_backward_targets_from_codes(case, dtype, layout):
+    """Each winner's cell comes from its compact code by arithmetic (the code split into
+    kd, kh, kw by reciprocal multiplies, weighted by the dilated taps' distances; in
+    channels-last, times the lanes): dilations, uneven kernels and 3-D codes give
+    PyTorch's gradient to the bit (random dy: the sums must be in PyTorch's order too)."""
     torch = pytest.importorskip("torch")
     name, shape, kwargs = case
     rng = np.random.default_rng(len(shape) + shape[-1])
     x = rng.standard_normal((2,) + shape).astype(dtype)
+    last = layout == "channels_last"
+    ours = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if last else x
     with ndpool.use_backend("compiled"):
-        y, pullback = ndpool.vjp(getattr(ndpool, name), x, **kwargs)
+        y, pullback = ndpool.vjp(getattr(ndpool, name), ours, layout=layout, **kwargs)
         dy = rng.standard_normal(y.shape).astype(dtype)
         dx = pullback(dy)
+    if last:
+        dx, dy = np.moveaxis(dx, -1, 1), np.ascontiguousarray(np.moveaxis(dy, -1, 1))
     t = torch.from_numpy(x).requires_grad_()
     getattr(torch.nn.functional, name)(t, **kwargs).backward(torch.from_numpy(dy))
     np.testing.assert_array_equal(dx, t.grad.numpy())

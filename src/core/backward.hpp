@@ -461,10 +461,9 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
     const int32_t *relp = rel.data();
     if (lanes == 1 && !per_plane && in_plane >= (i64(1) << 16))  // large planes: by the size only, so
         return scatter_bands<T, I, Flat>(dy, arg, dx, g, shared.data(), relp);
-    if (lanes == 1 && !per_plane && !Flat && std::is_same<A, T>::value && g.planes >= kGroup) {
-        const CodeSplit split = CodeSplit::of(g);
-        if (split.ok()) return scatter_grouped<T, I>(dy, arg, dx, g, shared.data(), split);
-    }
+    const CodeSplit split = Flat ? CodeSplit() : CodeSplit::of(g);
+    if (lanes == 1 && !per_plane && !Flat && std::is_same<A, T>::value && g.planes >= kGroup && split.ok())
+        return scatter_grouped<T, I>(dy, arg, dx, g, shared.data(), split);
     for_planes(g, [&](i64 p, i64 l0, i64 l1) {
         T *dxp = dx + p * in_plane;
         const T *dyp = dy + p * out_plane;
@@ -486,8 +485,14 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
                     for (i64 l = l0; l < l1; ++l) acc[a[l] * lanes + l] += static_cast<A>(gy[l]);
                 } else {
                     A *cell = acc + static_cast<i64>(origin[o]) * lanes;
-                    for (i64 l = simd::scatter_lanes(gy, a, cell, relp, lanes, l0, l1); l < l1; ++l)
-                        cell[static_cast<i64>(relp[a[l]]) * lanes + l] += static_cast<A>(gy[l]);
+                    i64 l = simd::scatter_lanes(gy, a, cell, relp, lanes, l0, l1);
+                    if (split.ok()) {  // the targets first, as in grouped_adds: no lookup in the adds' addresses
+                        int32_t *to = sized(sc.wa, lanes);
+                        const int32_t width = static_cast<int32_t>(lanes);
+                        for (i64 m = l; m < l1; ++m) to[m] = split(a[m]) * width + static_cast<int32_t>(m);
+                        for (; l < l1; ++l) cell[to[l]] += static_cast<A>(gy[l]);
+                    }
+                    for (; l < l1; ++l) cell[static_cast<i64>(relp[a[l]]) * lanes + l] += static_cast<A>(gy[l]);
                 }
             }
         }
