@@ -276,6 +276,38 @@ void scatter_wide(const T *dy, const I *arg, T *dx, const Geometry &g) {
     });
 }
 
+// A compact code's offset from its window's start, as arithmetic that GCC vectorises:
+// code = (kd * KH + kh) * KW + kw, split by multiplying with rounded-up reciprocals
+// (exact for every code of the kernel, checked when made), then weighted by each tap
+// step's distance in cells. The table lookup rel[code] in the adds' address made each
+// add's target wait on two loads in a row, and at 1 thread that cost sppf's 5x5
+// backward about a quarter (flat int64 targets, one load, ran 4.7 ms against 6.4).
+struct CodeSplit {
+    uint32_t by_hw = 0, by_w = 0;  // 2^20 / (KH * KW) and 2^20 / KW, rounded up
+    uint32_t hw = 1, w = 1;
+    int32_t step_d = 0, step_h = 0, step_w = 0;  // cells between taps along D, H, W
+
+    // Unset (ok() false) where the kernel is too big for the 32-bit products.
+    static CodeSplit of(const Geometry &g) {
+        const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
+        CodeSplit c;
+        if (g.volume() > 4096) return c;
+        c.hw = static_cast<uint32_t>(H.kernel * W.kernel), c.w = static_cast<uint32_t>(W.kernel);
+        c.by_hw = ((1u << 20) + c.hw - 1) / c.hw, c.by_w = ((1u << 20) + c.w - 1) / c.w;
+        c.step_d = static_cast<int32_t>(D.step * H.n_in * W.n_in), c.step_h = static_cast<int32_t>(H.step * W.n_in);
+        c.step_w = static_cast<int32_t>(W.step);
+        const std::vector<i64> rel = tap_offsets(g);
+        for (i64 k = 0; k < g.volume(); ++k)
+            if (c(static_cast<uint32_t>(k)) != rel[static_cast<size_t>(k)]) return CodeSplit();
+        return c;
+    }
+    bool ok() const { return by_hw != 0; }
+    int32_t operator()(uint32_t code) const {
+        const uint32_t kd = (code * by_hw) >> 20, rest = code - kd * hw, kh = (rest * by_w) >> 20, kw = rest - kh * w;
+        return static_cast<int32_t>(kd) * step_d + static_cast<int32_t>(kh) * step_h + static_cast<int32_t>(kw) * step_w;
+    }
+};
+
 // Every output cell's window origin in plane p (in cells), for the compact offsets.
 inline std::vector<int32_t> window_origins(const Geometry &g, i64 p) {
     std::vector<int32_t> origin(static_cast<size_t>(g.out_plane() / g.lanes));
@@ -316,7 +348,8 @@ inline void scatter_rows_cut(A *acc, const T *gy, i64 n_w, i64 r0, i64 r1, i64 c
 // short of its cut, which band b - 1 has finished. (Even bands, then odd ones, gave
 // b's adds before b - 1's where b was even: 2e-6 off PyTorch in a 300 x 301 k5 plane.)
 template <class T, class I, bool Flat>
-void scatter_bands(const T *dy, const I *arg, T *dx, const Geometry &g, const int32_t *origin, const int32_t *rel) {
+void scatter_bands(const T *dy, const I *arg, T *dx, const Geometry &g, const int32_t *origin, const int32_t *rel,
+                   const CodeSplit &split) {
     using A = typename Acc<T>::type;
     const Axis &D = g.axis[0], &H = g.axis[1];
     const bool along_d = !D.trivial;
@@ -354,11 +387,27 @@ void scatter_bands(const T *dy, const I *arg, T *dx, const Geometry &g, const in
                     if constexpr (Flat) return static_cast<i64>(ap[o]);
                     else return static_cast<i64>(origin[o] + rel[ap[o]]);
                 };
+                // rows [ra, rb) to `adds`, a row at a time with its targets made first where the
+                // codes split (as in grouped_adds)
+                auto by_rows = [&](i64 ra, i64 rb, auto &&adds) {
+                    if constexpr (!Flat) {
+                        if (split.ok()) {
+                            int32_t *row = sized(Scratch<A>::get().wa, n_w);
+                            for (i64 r = ra; r < rb; ++r) {
+                                const i64 o0 = r * n_w;
+                                for (i64 j = 0; j < n_w; ++j) row[j] = origin[o0 + j] + split(ap[o0 + j]);
+                                adds(r, r + 1, [&](i64 o) { return static_cast<i64>(row[o - o0]); });
+                            }
+                            return;
+                        }
+                    }
+                    adds(ra, rb, target);
+                };
                 if (phase == 0) {  // the head's windows reach both sides of the cut; the rest, past it only
-                    scatter_rows_cut<true>(accp, dyp, n_w, r0, rh, cut[b], target);
-                    scatter_rows(accp, dyp, n_w, rh, r1, target);
+                    by_rows(r0, rh, [&](i64 ra, i64 rb, auto &&t) { scatter_rows_cut<true>(accp, dyp, n_w, ra, rb, cut[b], t); });
+                    by_rows(rh, r1, [&](i64 ra, i64 rb, auto &&t) { scatter_rows(accp, dyp, n_w, ra, rb, t); });
                 } else {
-                    scatter_rows_cut<false>(accp, dyp, n_w, r0, rh, cut[b], target);
+                    by_rows(r0, rh, [&](i64 ra, i64 rb, auto &&t) { scatter_rows_cut<false>(accp, dyp, n_w, ra, rb, cut[b], t); });
                 }
             }
         });
@@ -376,38 +425,6 @@ void scatter_bands(const T *dy, const I *arg, T *dx, const Geometry &g, const in
 // On Zen 3, 8x256 planes of 40x40: spp's 13x13 backward 8.0 -> 5.7 ms at 1 thread,
 // sppf's 5x5 about 10% faster.
 constexpr i64 kGroup = 4;
-
-// A compact code's offset from its window's start, as arithmetic that GCC vectorises:
-// code = (kd * KH + kh) * KW + kw, split by multiplying with rounded-up reciprocals
-// (exact for every code of the kernel, checked when made), then weighted by each tap
-// step's distance in cells. The table lookup rel[code] in the adds' address made each
-// add's target wait on two loads in a row, and at 1 thread that cost sppf's 5x5
-// backward about a quarter (flat int64 targets, one load, ran 4.7 ms against 6.4).
-struct CodeSplit {
-    uint32_t by_hw = 0, by_w = 0;  // 2^20 / (KH * KW) and 2^20 / KW, rounded up
-    uint32_t hw = 1, w = 1;
-    int32_t step_d = 0, step_h = 0, step_w = 0;  // cells between taps along D, H, W
-
-    // Unset (ok() false) where the kernel is too big for the 32-bit products.
-    static CodeSplit of(const Geometry &g) {
-        const Axis &D = g.axis[0], &H = g.axis[1], &W = g.axis[2];
-        CodeSplit c;
-        if (g.volume() > 4096) return c;
-        c.hw = static_cast<uint32_t>(H.kernel * W.kernel), c.w = static_cast<uint32_t>(W.kernel);
-        c.by_hw = ((1u << 20) + c.hw - 1) / c.hw, c.by_w = ((1u << 20) + c.w - 1) / c.w;
-        c.step_d = static_cast<int32_t>(D.step * H.n_in * W.n_in), c.step_h = static_cast<int32_t>(H.step * W.n_in);
-        c.step_w = static_cast<int32_t>(W.step);
-        const std::vector<i64> rel = tap_offsets(g);
-        for (i64 k = 0; k < g.volume(); ++k)
-            if (c(static_cast<uint32_t>(k)) != rel[static_cast<size_t>(k)]) return CodeSplit();
-        return c;
-    }
-    bool ok() const { return by_hw != 0; }
-    int32_t operator()(uint32_t code) const {
-        const uint32_t kd = (code * by_hw) >> 20, rest = code - kd * hw, kh = (rest * by_w) >> 20, kw = rest - kh * w;
-        return static_cast<int32_t>(kd) * step_d + static_cast<int32_t>(kh) * step_h + static_cast<int32_t>(kw) * step_w;
-    }
-};
 
 // One group's adds: the targets of its G planes first (vectorised, into a buffer in L1),
 // then the adds, one output cell of each plane in turn.
@@ -459,9 +476,9 @@ void scatter(const T *dy, const I *arg, T *dx, const Geometry &g) {
         for (i64 r : tap_offsets(g)) rel.push_back(static_cast<int32_t>(r));
     const std::vector<int32_t> shared = Flat || per_plane ? std::vector<int32_t>() : window_origins(g, 0);
     const int32_t *relp = rel.data();
-    if (lanes == 1 && !per_plane && in_plane >= (i64(1) << 16))  // large planes: by the size only, so
-        return scatter_bands<T, I, Flat>(dy, arg, dx, g, shared.data(), relp);
     const CodeSplit split = Flat ? CodeSplit() : CodeSplit::of(g);
+    if (lanes == 1 && !per_plane && in_plane >= (i64(1) << 16))  // large planes: by the size only, so
+        return scatter_bands<T, I, Flat>(dy, arg, dx, g, shared.data(), relp, split);
     if (lanes == 1 && !per_plane && !Flat && std::is_same<A, T>::value && g.planes >= kGroup && split.ok())
         return scatter_grouped<T, I>(dy, arg, dx, g, shared.data(), split);
     for_planes(g, [&](i64 p, i64 l0, i64 l1) {
