@@ -286,6 +286,7 @@ struct CodeSplit {
     uint32_t by_hw = 0, by_w = 0;  // 2^20 / (KH * KW) and 2^20 / KW, rounded up
     uint32_t hw = 1, w = 1;
     int32_t step_d = 0, step_h = 0, step_w = 0;  // cells between taps along D, H, W
+    std::vector<int32_t> rel;                    // the same offsets as a table, by code
 
     // Unset (ok() false) where the kernel is too big for the 32-bit products.
     static CodeSplit of(const Geometry &g) {
@@ -296,13 +297,18 @@ struct CodeSplit {
         c.by_hw = ((1u << 20) + c.hw - 1) / c.hw, c.by_w = ((1u << 20) + c.w - 1) / c.w;
         c.step_d = static_cast<int32_t>(D.step * H.n_in * W.n_in), c.step_h = static_cast<int32_t>(H.step * W.n_in);
         c.step_w = static_cast<int32_t>(W.step);
-        const std::vector<i64> rel = tap_offsets(g);
+        const std::vector<i64> taps = tap_offsets(g);
+        c.rel.assign(taps.begin(), taps.end());
         for (i64 k = 0; k < g.volume(); ++k)
-            if (c(static_cast<uint32_t>(k)) != rel[static_cast<size_t>(k)]) return CodeSplit();
+            if (c.arith(static_cast<uint32_t>(k)) != taps[static_cast<size_t>(k)]) return CodeSplit();
         return c;
     }
     bool ok() const { return by_hw != 0; }
     int32_t operator()(uint32_t code) const {
+        if constexpr (!simd::kMul32) return rel[code];  // scalar lookups beat SSE2's emulated products
+        return arith(code);
+    }
+    int32_t arith(uint32_t code) const {
         const uint32_t kd = (code * by_hw) >> 20, rest = code - kd * hw, kh = (rest * by_w) >> 20, kw = rest - kh * w;
         return static_cast<int32_t>(kd) * step_d + static_cast<int32_t>(kh) * step_h + static_cast<int32_t>(kw) * step_w;
     }

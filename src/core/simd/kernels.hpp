@@ -34,6 +34,16 @@ constexpr const char *level() {
 #endif
 }
 
+// Whether the level multiplies 32-bit lanes in one instruction (SSE4.1's pmulld, AVX2,
+// AVX-512, NEON). SSE2 has only pmuludq: GCC's vectorised 32-bit products there cost
+// about 15 instructions a lane (callgrind), so code splits use a table lookup instead.
+constexpr bool kMul32 =
+#if defined(__SSE4_1__) || defined(__AVX2__) || defined(__AVX512F__) || defined(__ARM_NEON)
+    true;
+#else
+    false;
+#endif
+
 // One input row under 2-tap stride-2 windows: row[2j + t] = (a[j] == k0 + t) ? gy[j] : 0
 // for windows j of [0, n). GCC does not vectorise the interleaved stores: each way masks
 // dy by the two keys and interleaves the halves. Returns the windows done.
