@@ -208,6 +208,29 @@ def test_running_sums_large_average_windows(seed):
                                atol=atol)
 
 
+@pytest.mark.parametrize("width", list(range(1, 41)) + [63, 64, 65, 113, 224])
+def test_stride_two_rows_of_every_width(width):
+    """Stride-2 rows deinterleave each row once (simd::deinterleave, then its scalar tail):
+    every width, odd kernels and even, dilated or padded, NaN in some rows, max, min and
+    average, in the dtypes that take the vector way and one that does not."""
+    rng = np.random.default_rng(width)
+    for kw, dil in [(1, 1), (3, 1), (4, 1), (5, 1), (3, 2), (2, 3)]:
+        span = (kw - 1) * dil + 1
+        pad = min(kw // 2, span // 2) if dil == 1 else 0
+        if span > width + 2 * pad:
+            continue
+        for dtype in (np.float32, np.float64, np.int16):
+            x = data(rng, (2, 3, 7, width), dtype, nan=width % 3 == 0)
+            args = dict(kernel_size=(3, kw), stride=(2, 2), padding=(1, pad), dilation=(1, dil))
+            for op in (ndpool.max_pool2d, ndpool.min_pool2d):
+                ref, got = both(lambda: op(x, **args))
+                np.testing.assert_array_equal(got, ref, err_msg=f"{op.__name__} {kw=} {dil=} {dtype}")
+            if dil == 1 and dtype == np.float32:
+                args.pop("dilation")
+                ref, got = both(lambda: ndpool.avg_pool2d(x, **args))
+                np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-5)
+
+
 @pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 3, 9, 7), (1, 2, 5, 6, 7), (2, 2, 3)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.uint8])
 def test_two_by_two_stride_two_rows_forward_and_backward(shape, dtype):

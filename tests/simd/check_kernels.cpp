@@ -370,6 +370,44 @@ void check_stream_copy(int trials) {
         }
 }
 
+// ---- deinterleave: even[j] = m[2j], odd[j] = m[2j + 1] bit for bit over the pairs it
+// reports done (all but fewer than one register's, at every level but AArch64's baseline:
+// x86-64's has SSE2), nothing read past m[2n) or written beyond the pairs done.
+void check_deinterleave(int trials) {
+#if defined(__SSE2__)
+    const bool has_way = true;
+#else
+    const bool has_way = !baseline;
+#endif
+    Region m_mem(8192 * 4), even_mem(4096 * 4), odd_mem(4096 * 4);
+    for (int t = 0; t < trials; ++t)
+        for (i64 n : {i64(0), i64(1), i64(3), i64(4), i64(7), i64(8), i64(15), i64(16), i64(17), i64(56),
+                      uniform(1, 4000)}) {
+            std::snprintf(current, sizeof current, "deinterleave n=%lld trial %d", static_cast<long long>(n), t);
+            const bool at_guard = uniform(0, 1) == 1;
+            float *m = m_mem.place<float>(2 * n, at_guard, static_cast<int>(uniform(0, 15)));
+            float *even = even_mem.place<float>(n, !at_guard, static_cast<int>(uniform(0, 15)));
+            float *odd = odd_mem.place<float>(n, at_guard, static_cast<int>(uniform(0, 15)));
+            for (i64 i = 0; i < 2 * n; ++i) m[i] = tricky_float();
+            const i64 done = ndpool::simd::deinterleave(m, even, odd, n);
+            check(done >= 0 && done <= n, "returned " + std::to_string(done) + ", outside [0, n]");
+            if (done < 0 || done > n) continue;
+            if (has_way) check(n - done < 16, "left " + std::to_string(n - done) + " pairs (16 or more)");
+            else check(done == 0, "this level has no way, yet it returned " + std::to_string(done));
+            std::vector<float> want_even(static_cast<size_t>(done)), want_odd(static_cast<size_t>(done));
+            for (i64 j = 0; j < done; ++j) want_even[j] = m[2 * j], want_odd[j] = m[2 * j + 1];
+            check(same_bits(even, want_even.data(), want_even.size()) && same_bits(odd, want_odd.data(), want_odd.size()),
+                  "a value differs from m[2j] / m[2j + 1]");
+            // the pairs not done stay untouched (the caller writes them)
+            bool untouched = true;
+            for (i64 j = done; j < n; ++j) untouched = untouched && bits(even[j]) == 0xa5a5a5a5u && bits(odd[j]) == 0xa5a5a5a5u;
+            check(untouched && even_mem.margin_intact() && odd_mem.margin_intact(), "wrote past the pairs it did");
+        }
+    std::snprintf(current, sizeof current, "deinterleave<double>");
+    std::vector<double> md(8, 1.0), ed(4), od(4);
+    check(ndpool::simd::deinterleave(md.data(), ed.data(), od.data(), 4) == 0, "deinterleave<double> must return 0");
+}
+
 int main(int argc, char **argv) {
     const unsigned long long seed = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 20261201ull;
     rng.seed(seed);
@@ -384,6 +422,7 @@ int main(int argc, char **argv) {
     check_scatter_lanes_other_types();
     check_stream_copy<float>(6);
     check_stream_copy<double>(6);
+    check_deinterleave(8);
     std::printf("check_kernels [%s]: %ld passed, %ld failed\n", level.c_str(), passed, failed);
     return failed == 0 ? 0 : 1;
 }
