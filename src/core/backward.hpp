@@ -287,6 +287,11 @@ struct CodeSplit {
     uint32_t hw = 1, w = 1;
     int32_t step_d = 0, step_h = 0, step_w = 0;  // cells between taps along D, H, W
     std::vector<int32_t> rel;                    // the same offsets as a table, by code
+    // SSE2 (baseline): 2-D kernels of at most 256 taps split their 8-bit codes in 16-bit
+    // lanes, which SSE2 multiplies natively (pmulhuw, pmullw, pmaddwd): by16 = 2^16 / KW
+    // rounded up, 0 where unset (KW = 1, a 3-D kernel, a step past 16 bits).
+    uint16_t by16 = 0;
+    int16_t w16 = 1, step_h16 = 0, step_w16 = 0;
 
     // Unset (ok() false) where the kernel is too big for the 32-bit products.
     static CodeSplit of(const Geometry &g) {
@@ -301,6 +306,13 @@ struct CodeSplit {
         c.rel.assign(taps.begin(), taps.end());
         for (i64 k = 0; k < g.volume(); ++k)
             if (c.arith(static_cast<uint32_t>(k)) != taps[static_cast<size_t>(k)]) return CodeSplit();
+        if (D.kernel == 1 && g.volume() <= 256 && W.kernel > 1 && c.step_h < 32768 && c.step_w < 32768) {
+            c.by16 = static_cast<uint16_t>((65536 + W.kernel - 1) / W.kernel);
+            c.w16 = static_cast<int16_t>(W.kernel);
+            c.step_h16 = static_cast<int16_t>(c.step_h), c.step_w16 = static_cast<int16_t>(c.step_w);
+            for (i64 k = 0; k < g.volume() && c.by16; ++k)
+                if (c.narrow(static_cast<uint8_t>(k)) != taps[static_cast<size_t>(k)]) c.by16 = 0;
+        }
         return c;
     }
     bool ok() const { return by_hw != 0; }
@@ -308,6 +320,14 @@ struct CodeSplit {
         if constexpr (!simd::kMul32) return rel[code];  // scalar lookups beat SSE2's emulated products
         return arith(code);
     }
+    int32_t narrow(uint8_t code) const {
+        const uint16_t c = code, kh = static_cast<uint16_t>((static_cast<uint32_t>(c) * by16) >> 16);
+        const int16_t kw = static_cast<int16_t>(c - kh * static_cast<uint16_t>(w16));
+        return static_cast<int32_t>(static_cast<int16_t>(kh)) * step_h16 + static_cast<int32_t>(kw) * step_w16;
+    }
+    // Whether narrow() is the way at this level for codes of type I.
+    template <class I>
+    bool narrow_for() const { return !simd::kMul32 && sizeof(I) == 1 && by16 != 0; }
     int32_t arith(uint32_t code) const {
         const uint32_t kd = (code * by_hw) >> 20, rest = code - kd * hw, kh = (rest * by_w) >> 20, kw = rest - kh * w;
         return static_cast<int32_t>(kd) * step_d + static_cast<int32_t>(kh) * step_h + static_cast<int32_t>(kw) * step_w;
@@ -443,6 +463,14 @@ __attribute__((noinline)) void grouped_adds(T *acc, const T *gy, const I *a, con
         const I *ak = a + k * out_plane;
         int32_t *tk = to + k * out_plane;
         const int32_t shift = static_cast<int32_t>(k * in_plane);
+        if constexpr (sizeof(I) == 1) {
+            if (split.narrow_for<I>()) {
+                i64 o = simd::narrow_targets(reinterpret_cast<const uint8_t *>(ak), origin, shift, tk, out_plane,
+                                             split.by16, split.w16, split.step_h16, split.step_w16);
+                for (; o < out_plane; ++o) tk[o] = origin[o] + split.narrow(ak[o]) + shift;
+                continue;
+            }
+        }
         for (i64 o = 0; o < out_plane; ++o) tk[o] = origin[o] + split(ak[o]) + shift;
     }
     for (i64 o = 0; o < out_plane; ++o)

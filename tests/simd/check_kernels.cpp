@@ -408,6 +408,48 @@ void check_deinterleave(int trials) {
     check(ndpool::simd::deinterleave(md.data(), ed.data(), od.data(), 4) == 0, "deinterleave<double> must return 0");
 }
 
+// ---- narrow_targets: to[j] = origin[j] + kh * step_h + kw * step_w + shift for 8-bit
+// codes of 2-D kernels (kh = (code * by) >> 16, kw = code - kh * w, by = 2^16 / w rounded
+// up), over the targets it reports done; only x86-64's baseline has a way (the other
+// levels multiply 32-bit lanes and split codes otherwise), and the rest return 0.
+void check_narrow_targets(int trials) {
+#if defined(__SSE2__) && !defined(__AVX2__)
+    const bool has_way = true;
+#else
+    const bool has_way = false;
+#endif
+    Region a_mem(4096), origin_mem(4096 * 4), to_mem(4096 * 4);
+    for (int t = 0; t < trials; ++t)
+        for (i64 n : {i64(0), i64(1), i64(7), i64(8), i64(9), i64(16), i64(40), uniform(1, 4000)}) {
+            const int16_t w = static_cast<int16_t>(uniform(2, 16)), kh_max = static_cast<int16_t>(uniform(1, 255 / w));
+            const uint16_t by = static_cast<uint16_t>((65536 + w - 1) / w);
+            const int16_t step_h = static_cast<int16_t>(uniform(1, 32767)), step_w = static_cast<int16_t>(uniform(1, 3));
+            const int32_t shift = static_cast<int32_t>(uniform(0, 1 << 20));
+            std::snprintf(current, sizeof current, "narrow_targets n=%lld w=%d step_h=%d trial %d",
+                          static_cast<long long>(n), w, step_h, t);
+            const bool at_guard = uniform(0, 1) == 1;
+            uint8_t *a = a_mem.place<uint8_t>(n, at_guard, static_cast<int>(uniform(0, 15)));
+            int32_t *origin = origin_mem.place<int32_t>(n, !at_guard, static_cast<int>(uniform(0, 15)));
+            int32_t *to = to_mem.place<int32_t>(n, at_guard, static_cast<int>(uniform(0, 15)));
+            for (i64 i = 0; i < n; ++i) {
+                a[i] = static_cast<uint8_t>(uniform(0, kh_max * w - 1));
+                origin[i] = static_cast<int32_t>(uniform(0, 1 << 24));
+            }
+            const i64 done = ndpool::simd::narrow_targets(a, origin, shift, to, n, by, w, step_h, step_w);
+            check(done >= 0 && done <= n, "returned " + std::to_string(done) + ", outside [0, n]");
+            if (done < 0 || done > n) continue;
+            if (has_way) check(n - done < 8, "left " + std::to_string(n - done) + " targets (8 or more)");
+            else check(done == 0, "this level has no way, yet it returned " + std::to_string(done));
+            bool same = true;
+            for (i64 j = 0; j < done; ++j) {
+                const int32_t kh = a[j] / w, kw = a[j] % w;
+                same = same && to[j] == origin[j] + kh * step_h + kw * step_w + shift;
+            }
+            check(same, "a target differs from origin + kh * step_h + kw * step_w + shift");
+            check(to_mem.margin_intact(), "wrote outside the targets");
+        }
+}
+
 int main(int argc, char **argv) {
     const unsigned long long seed = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 20261201ull;
     rng.seed(seed);
@@ -423,6 +465,7 @@ int main(int argc, char **argv) {
     check_stream_copy<float>(6);
     check_stream_copy<double>(6);
     check_deinterleave(8);
+    check_narrow_targets(8);
     std::printf("check_kernels [%s]: %ld passed, %ld failed\n", level.c_str(), passed, failed);
     return failed == 0 ? 0 : 1;
 }

@@ -161,6 +161,36 @@ inline i64 deinterleave(const A *m, A *even, A *odd, i64 n) {
     return j;
 }
 
+// The max backward's targets at the baseline level, from 8-bit codes of a 2-D kernel:
+// to[j] = origin[j] + kh * step_h + kw * step_w + shift, where kh = (code * by) >> 16 and
+// kw = code - kh * w (CodeSplit::narrow in backward.hpp, which checks the split exact).
+// SSE2 multiplies 16-bit lanes natively; GCC's own vectorisation of the same arithmetic
+// took about 7 instructions a target (callgrind). The levels with 32-bit lane products
+// split by CodeSplit::arith instead and return 0 here. Returns the targets done.
+inline i64 narrow_targets(const uint8_t *a, const int32_t *origin, int32_t shift, int32_t *to, i64 n, uint16_t by,
+                          int16_t w, int16_t step_h, int16_t step_w) {
+    i64 j = 0;
+#if defined(__SSE2__) && !defined(__AVX2__) && !defined(__AVX512F__)
+    const __m128i zero = _mm_setzero_si128(), byv = _mm_set1_epi16(static_cast<short>(by)), wv = _mm_set1_epi16(w);
+    const __m128i steps = _mm_set1_epi32(static_cast<int>((static_cast<uint32_t>(static_cast<uint16_t>(step_w)) << 16) |
+                                                          static_cast<uint16_t>(step_h)));  // (step_h, step_w) pairs
+    const __m128i add = _mm_set1_epi32(shift);
+    for (; j + 8 <= n; j += 8) {
+        const __m128i c = _mm_unpacklo_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(a + j)), zero);
+        const __m128i kh = _mm_mulhi_epu16(c, byv);
+        const __m128i kw = _mm_sub_epi16(c, _mm_mullo_epi16(kh, wv));
+        const __m128i lo = _mm_madd_epi16(_mm_unpacklo_epi16(kh, kw), steps);  // kh * step_h + kw * step_w
+        const __m128i hi = _mm_madd_epi16(_mm_unpackhi_epi16(kh, kw), steps);
+        const __m128i o0 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(origin + j));
+        const __m128i o1 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(origin + j + 4));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(to + j), _mm_add_epi32(_mm_add_epi32(lo, o0), add));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(to + j + 4), _mm_add_epi32(_mm_add_epi32(hi, o1), add));
+    }
+#endif
+    (void)a, (void)origin, (void)shift, (void)to, (void)n, (void)by, (void)w, (void)step_h, (void)step_w;
+    return j;
+}
+
 // Channels-last max/min backward of one output cell over lanes [l0, l1): lane l adds
 // gy[l] to cell[rel[a[l]] * lanes + l] (rel: the window's tap offsets in cells). AVX-512
 // does 16 lanes a step with a gather of the offsets and a gather/scatter of the sums
