@@ -75,14 +75,18 @@ def test_a_level_the_cpu_or_build_lacks_stops_the_import():
     assert "this CPU lacks" in result.stderr or "was not built" in result.stderr
 
 
+# one sub-process per level and file: pytest-xdist's workers share them out
+LEVEL_FILES = ("test_compiled_property.py", "test_fastpaths.py", "test_threads.py")
+
+
+@pytest.mark.parametrize("name", LEVEL_FILES)
 @pytest.mark.parametrize("level", OTHER_LEVELS or ["(none)"])
-def test_property_and_fast_path_tests_pass_at_every_other_level(level):
+def test_property_and_fast_path_tests_pass_at_every_other_level(level, name):
     if level == "(none)":
         pytest.skip(f"{INFO['simd']} is the only level this machine runs")
-    files = [str(HERE / name) for name in
-             ("test_compiled_property.py", "test_fastpaths.py", "test_threads.py")]
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             *files], capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "NDPOOL_SIMD": level}, cwd=HERE.parent)
+                             "-p", "no:xdist", str(HERE / name)], capture_output=True,
+                            text=True, timeout=900, env={**os.environ, "NDPOOL_SIMD": level},
+                            cwd=HERE.parent)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout.splitlines()[-1]
