@@ -390,3 +390,32 @@ def test_a_rerun_keeps_the_sections_other_benchmarks_wrote(tmp_path):
     assert "stale table" not in text and text.startswith("# ndpool benchmark results")
     assert text.count("<!-- begin section resnet18 -->") == 1
     assert "## ResNet-18 training\n\n| a | table |\n<!-- end section resnet18 -->" in text
+
+
+def test_revision_only_from_a_checkout_that_tracks_the_module(tmp_path):
+    """A results file names the commit it measured, and no other repository's: an installed
+    copy can sit inside some unrelated checkout (a pyenv one, say)."""
+    import shutil
+    import subprocess
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "README").write_text("another project\n")
+    git("add", "README")
+    git("commit", "-q", "-m", "other")
+    module = tmp_path / "pkg" / "bench.py"
+    module.parent.mkdir()
+    module.write_text("# an installed copy, not tracked here\n")
+    assert bench._revision(module) == ""
+    git("add", "pkg/bench.py")
+    git("commit", "-q", "-m", "track it")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert bench._revision(module) == f" (git {commit})"
+    module.write_text("# changed\n")
+    assert bench._revision(module) == f" (git {commit}, uncommitted changes)"

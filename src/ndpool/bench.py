@@ -930,11 +930,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _revision() -> str:
+def _revision(source: Path | None = None) -> str:
     """`` (git abc1234, uncommitted changes)`` for a source checkout, else nothing: a
-    results file must say which code it measured."""
-    here = Path(__file__).resolve().parent
+    results file must say which code it measured (``source``: this module's file)."""
+    source = Path(__file__).resolve() if source is None else source
+    here = source.parent
     try:
+        # an installed copy may sit inside some other repository (a pyenv checkout, say):
+        # only a checkout that tracks this very file names its commit
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", source.name],
+                                 cwd=here, capture_output=True, text=True, timeout=10)
+        if tracked.returncode != 0:
+            return ""
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
                                 capture_output=True, text=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here.parent,
