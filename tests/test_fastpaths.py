@@ -354,6 +354,25 @@ def test_whole_plane_forward_of_every_length(cells, layout):
         assert got.shape == (3, 20, 1, 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cells", [1, 7, 8, 9, 16, 17, 49, 63, 256, 257])
+def test_small_planes_four_at_a_time_equal_one_at_a_time(cells, dtype):
+    """Global pools of small planes reduce four planes at a time, their chains
+    interleaved: each plane's sum or extreme is the one it gets alone, to the bit, for
+    plane counts that leave a rest, at 1 and 2 threads, NaN in some planes."""
+    rng = np.random.default_rng(cells)
+    x = data(rng, (3, 7, 1, cells), dtype, nan=cells % 2 == 1)
+    for op in (ndpool.global_avg_pool, ndpool.global_max_pool):
+        alone = np.array([[op(x[n:n + 1, c:c + 1])[0, 0] for c in range(7)] for n in range(3)])
+        before = ndpool.get_num_threads()
+        try:
+            for threads in (1, 2):
+                ndpool.set_num_threads(threads)
+                np.testing.assert_array_equal(op(x), alone, err_msg=f"{op.__name__} {threads}")
+        finally:
+            ndpool.set_num_threads(before)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.int16])
 def test_global_forward_in_one_core_call(dtype):
     """Global pools' forward goes to the core in one call for C-contiguous and

@@ -349,6 +349,35 @@ inline void reduce_cells(const T *src, i64 cells, i64 lanes, A *acc) {
         for (i64 l = 0; l < lanes; ++l) acc[l] = combine<R>(static_cast<A>(src[c * lanes + l]), acc[l]);
 }
 
+// M planes of `cells` cells each (lanes == 1), one after another from src, into acc[M]:
+// reduce_cells' sums or extremes to the bit, the planes' chains interleaved. One plane at
+// a time, a global pool of 7x7 planes waited on each plane's chain of six vector adds.
+template <class R, class T, class A, int M>
+inline void reduce_small_planes(const T *src, i64 cells, A *acc) {
+    constexpr int P = 8;
+    if constexpr (std::is_same<T, A>::value && P * sizeof(A) <= kVectorBytes) {
+        typedef A Part __attribute__((vector_size(P * sizeof(A))));
+        typedef A PartIn __attribute__((vector_size(P * sizeof(A)), aligned(alignof(A))));
+        Part v[M];
+        for (int m = 0; m < M; ++m)
+            for (int j = 0; j < P; ++j) v[m][j] = R::template identity<A>();
+        i64 i = 0;
+        for (; i + P <= cells; i += P)
+            for (int m = 0; m < M; ++m) v[m] = combine<R>(*reinterpret_cast<const PartIn *>(src + m * cells + i), v[m]);
+        for (int m = 0; m < M; ++m) {
+            A part[P];
+            for (int j = 0; j < P; ++j) part[j] = v[m][j];
+            for (int j = 0; j < 4; ++j) part[j] = combine<R>(part[j + 4], part[j]);  // as in reduce_cells
+            for (int j = 0; j < 2; ++j) part[j] = combine<R>(part[j + 2], part[j]);
+            A total = combine<R>(part[1], part[0]);
+            for (i64 t = i; t < cells; ++t) total = combine<R>(static_cast<A>(src[m * cells + t]), total);
+            acc[m] = total;
+        }
+    } else {
+        for (int m = 0; m < M; ++m) reduce_cells<R, T, A>(src + m * cells, cells, 1, acc + m);
+    }
+}
+
 // Whole-plane (global) reductions. Large planes (one huge image or volume) are cut into
 // parts of cells, each reduced on its own and combined in order; the parts depend on the
 // plane's size only, so a mean rounds the same at any thread count.
@@ -365,7 +394,15 @@ void reduce_planes(const T *x, const Geometry &g, const Outputs &out) {
         const i64 grain = std::max<i64>(1, 16384 / std::max<i64>(1, g.in_plane()));
         parallel_for(g.planes, grain, [&](i64 begin, i64 end) {
             A *acc = sized(Scratch<A>::get().a, lanes);
-            for (i64 p = begin; p < end; ++p) {
+            i64 p = begin;
+            if (lanes == 1 && cells <= 256) {  // small planes, four at a time
+                A four[4];
+                for (; p + 4 <= end; p += 4) {
+                    reduce_small_planes<R, T, A, 4>(x + p * cells, cells, four);
+                    for (int k = 0; k < 4; ++k) put(p + k, four + k);
+                }
+            }
+            for (; p < end; ++p) {
                 reduce_cells<R, T, A>(x + p * cells * lanes, cells, lanes, acc);
                 put(p, acc);
             }
