@@ -373,6 +373,41 @@ def test_small_planes_four_at_a_time_equal_one_at_a_time(cells, dtype):
             ndpool.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.int32, np.uint16])
+@pytest.mark.parametrize("cells", [2, 7, 8, 9, 16, 17, 49])
+def test_global_extreme_at_every_cell(cells, dtype):
+    """A global max / min of small planes combines its partials by a tree of vector
+    selects and the tail in a vector lane: the extreme, or a NaN, placed at each cell in
+    turn (plane c has it at cell c) is found, in planes taken four at a time and alone."""
+    rng = np.random.default_rng(cells)
+    info = np.finfo(dtype) if np.dtype(dtype).kind == "f" else np.iinfo(dtype)
+    x = (rng.integers(-50, 50, (2, cells, 1, cells)) % 100 if info.min == 0
+         else rng.integers(-50, 50, (2, cells, 1, cells))).astype(dtype)
+    at = np.arange(cells)
+    x[0, at, 0, at] = info.max
+    x[1, at, 0, at] = info.min
+    def global_min(v):  # a window over the whole plane: the same whole-plane reduction
+        return ndpool.min_pool2d(v, kernel_size=(1, cells))[:, :, 0, 0]
+
+    cases = [(x, ndpool.global_max_pool, np.max, 0), (x, global_min, np.min, 1)]
+    if np.dtype(dtype).kind == "f":
+        with_nan = x.copy()
+        with_nan[:, at, 0, (at + 1) % cells] = np.nan
+        cases += [(with_nan, ndpool.global_max_pool, np.max, None), (with_nan, global_min, np.min, None)]
+    for v, op, expect, row in cases:
+        want = expect(v, axis=(2, 3))
+        np.testing.assert_array_equal(op(v), want, err_msg=op.__name__)
+        if op is ndpool.global_max_pool:  # the core's whole-plane call, as min_pool2d's
+            from ndpool.backends import compiled
+            np.testing.assert_array_equal(compiled.global_reduce(v, "min", False), np.min(v, axis=(2, 3)))
+        alone = np.array([[op(v[n:n + 1, c:c + 1])[0, 0] for c in range(cells)] for n in range(2)])
+        np.testing.assert_array_equal(alone, want, err_msg=f"{op.__name__} alone")
+        if row is not None:
+            assert (want[row] == (info.max if row == 0 else info.min)).all()
+        else:
+            assert np.isnan(want).all()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.int16])
 def test_global_forward_in_one_core_call(dtype):
     """Global pools' forward goes to the core in one call for C-contiguous and

@@ -309,33 +309,81 @@ constexpr i64 kVectorBytes = 32;
 constexpr i64 kVectorBytes = 16;
 #endif
 
+// Lane j of t (L lanes) combined with lane j + H, into lane j: one step of a tree.
+template <class R, int L, int H, class V>
+inline V halve(V t) {
+    if constexpr (L == 8 && H == 4) return combine<R>(__builtin_shufflevector(t, t, 4, 5, 6, 7, 4, 5, 6, 7), t);
+    else if constexpr (L == 8 && H == 2) return combine<R>(__builtin_shufflevector(t, t, 2, 3, 2, 3, 2, 3, 2, 3), t);
+    else if constexpr (L == 8) return combine<R>(__builtin_shufflevector(t, t, 1, 1, 1, 1, 1, 1, 1, 1), t);
+    else if constexpr (L == 4 && H == 2) return combine<R>(__builtin_shufflevector(t, t, 2, 3, 2, 3), t);
+    else if constexpr (L == 4) return combine<R>(__builtin_shufflevector(t, t, 1, 1, 1, 1), t);
+    else return combine<R>(__builtin_shufflevector(t, t, 1, 1), t);
+}
+
+// M planes of `cells` cells each (lanes == 1), one after another from src, into acc[M]:
+// per plane, eight independent partials (the loop vectorises) combined by a tree (part
+// j + 4 into part j, then j + 2, then 1), then the tail in order, so M = 4 gives each
+// plane the bits M = 1 gives it. Four planes at a time interleave their chains: one at a
+// time, a global pool of 7x7 planes waited on each plane's chain of six vector adds.
+template <class R, class T, class A, int M>
+inline void reduce_small_planes(const T *src, i64 cells, A *acc) {
+    constexpr int P = 8;
+    if constexpr (std::is_same<T, A>::value) {
+        // the partials in K registers of L lanes, the tree and the tail in them too: as
+        // scalars, a max's data-dependent selects were branches, half of them mispredicted
+        // on random data (a global max of 7x7 float32 planes took 6.8x its mean's time on
+        // Zen 3 avx2). Wider vectors than the level's, left to GCC, became scalar code.
+        constexpr int W = static_cast<int>(std::min<i64>(P * sizeof(A), kVectorBytes));
+        constexpr int L = W / static_cast<int>(sizeof(A)), K = P / L;
+        typedef A Part __attribute__((vector_size(W)));
+        typedef A PartIn __attribute__((vector_size(W), aligned(alignof(A))));
+        Part v[M][K];
+        for (int m = 0; m < M; ++m)
+            for (int k = 0; k < K; ++k)
+                for (int j = 0; j < L; ++j) v[m][k][j] = R::template identity<A>();
+        i64 i = 0;
+        for (; i + P <= cells; i += P)
+            for (int m = 0; m < M; ++m)
+                for (int k = 0; k < K; ++k)
+                    v[m][k] = combine<R>(*reinterpret_cast<const PartIn *>(src + m * cells + i + k * L), v[m][k]);
+        for (int m = 0; m < M; ++m) {
+            Part *t = v[m];
+            for (int n = K / 2; n >= 1; n /= 2)  // the tree's steps across registers
+                for (int k = 0; k < n; ++k) t[k] = combine<R>(t[k + n], t[k]);
+            Part u = t[0];
+            if constexpr (L >= 8) u = halve<R, L, 4>(u);  // and within one
+            if constexpr (L >= 4) u = halve<R, L, 2>(u);
+            u = halve<R, L, 1>(u);
+            for (i64 k = i; k < cells; ++k) {  // lane 0 holds the total
+                Part c = u;
+                c[0] = src[m * cells + k];
+                u = combine<R>(c, u);
+            }
+            acc[m] = u[0];
+        }
+    } else {
+        A part[M][P];
+        for (int m = 0; m < M; ++m)
+            for (int j = 0; j < P; ++j) part[m][j] = R::template identity<A>();
+        i64 i = 0;
+        for (; i + P <= cells; i += P)
+            for (int m = 0; m < M; ++m)
+                for (int j = 0; j < P; ++j) part[m][j] = combine<R>(static_cast<A>(src[m * cells + i + j]), part[m][j]);
+        for (int m = 0; m < M; ++m) {
+            A *q = part[m];
+            for (int j = 0; j < 4; ++j) q[j] = combine<R>(q[j + 4], q[j]);  // the same tree
+            for (int j = 0; j < 2; ++j) q[j] = combine<R>(q[j + 2], q[j]);
+            A total = combine<R>(q[1], q[0]);
+            for (i64 k = i; k < cells; ++k) total = combine<R>(static_cast<A>(src[m * cells + k]), total);
+            acc[m] = total;
+        }
+    }
+}
+
 // The extreme or sum of `cells` cells of `lanes` values each, per lane, into acc[lanes].
 template <class R, class T, class A>
 inline void reduce_cells(const T *src, i64 cells, i64 lanes, A *acc) {
-    if (lanes == 1) {
-        constexpr int P = 8;  // independent partials: the loop vectorises
-        A part[P];
-        for (int j = 0; j < P; ++j) part[j] = R::template identity<A>();
-        i64 i = 0;
-        if constexpr (std::is_same<T, A>::value && P * sizeof(A) <= kVectorBytes) {
-            // the same partials, as one vector register (the same sums): a global pool of
-            // 7x7 planes 14% faster on Zen 3 avx2 than the loop below alone
-            typedef A Part __attribute__((vector_size(P * sizeof(A))));
-            typedef A PartIn __attribute__((vector_size(P * sizeof(A)), aligned(alignof(A))));
-            Part v;
-            for (int j = 0; j < P; ++j) v[j] = part[j];
-            for (; i + P <= cells; i += P) v = combine<R>(*reinterpret_cast<const PartIn *>(src + i), v);
-            for (int j = 0; j < P; ++j) part[j] = v[j];
-        }
-        for (; i + P <= cells; i += P)
-            for (int j = 0; j < P; ++j) part[j] = combine<R>(static_cast<A>(src[i + j]), part[j]);
-        for (int j = 0; j < 4; ++j) part[j] = combine<R>(part[j + 4], part[j]);  // a tree, not
-        for (int j = 0; j < 2; ++j) part[j] = combine<R>(part[j + 2], part[j]);  // a chain
-        A total = combine<R>(part[1], part[0]);
-        for (; i < cells; ++i) total = combine<R>(static_cast<A>(src[i]), total);
-        acc[0] = total;
-        return;
-    }
+    if (lanes == 1) return reduce_small_planes<R, T, A, 1>(src, cells, acc);
     for (i64 l = 0; l < lanes; ++l) acc[l] = static_cast<A>(src[l]);
     i64 c = 1;
     for (; c + 4 <= cells; c += 4) {  // four cells per pass over acc, in order
@@ -347,35 +395,6 @@ inline void reduce_cells(const T *src, i64 cells, i64 lanes, A *acc) {
     }
     for (; c < cells; ++c)
         for (i64 l = 0; l < lanes; ++l) acc[l] = combine<R>(static_cast<A>(src[c * lanes + l]), acc[l]);
-}
-
-// M planes of `cells` cells each (lanes == 1), one after another from src, into acc[M]:
-// reduce_cells' sums or extremes to the bit, the planes' chains interleaved. One plane at
-// a time, a global pool of 7x7 planes waited on each plane's chain of six vector adds.
-template <class R, class T, class A, int M>
-inline void reduce_small_planes(const T *src, i64 cells, A *acc) {
-    constexpr int P = 8;
-    if constexpr (std::is_same<T, A>::value && P * sizeof(A) <= kVectorBytes) {
-        typedef A Part __attribute__((vector_size(P * sizeof(A))));
-        typedef A PartIn __attribute__((vector_size(P * sizeof(A)), aligned(alignof(A))));
-        Part v[M];
-        for (int m = 0; m < M; ++m)
-            for (int j = 0; j < P; ++j) v[m][j] = R::template identity<A>();
-        i64 i = 0;
-        for (; i + P <= cells; i += P)
-            for (int m = 0; m < M; ++m) v[m] = combine<R>(*reinterpret_cast<const PartIn *>(src + m * cells + i), v[m]);
-        for (int m = 0; m < M; ++m) {
-            A part[P];
-            for (int j = 0; j < P; ++j) part[j] = v[m][j];
-            for (int j = 0; j < 4; ++j) part[j] = combine<R>(part[j + 4], part[j]);  // as in reduce_cells
-            for (int j = 0; j < 2; ++j) part[j] = combine<R>(part[j + 2], part[j]);
-            A total = combine<R>(part[1], part[0]);
-            for (i64 t = i; t < cells; ++t) total = combine<R>(static_cast<A>(src[m * cells + t]), total);
-            acc[m] = total;
-        }
-    } else {
-        for (int m = 0; m < M; ++m) reduce_cells<R, T, A>(src + m * cells, cells, 1, acc + m);
-    }
 }
 
 // Whole-plane (global) reductions. Large planes (one huge image or volume) are cut into
