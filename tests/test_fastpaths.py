@@ -373,7 +373,7 @@ def test_small_planes_four_at_a_time_equal_one_at_a_time(cells, dtype):
             ndpool.set_num_threads(before)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.int32, np.uint16])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int8, np.int32, np.uint16])
 @pytest.mark.parametrize("cells", [2, 7, 8, 9, 16, 17, 49])
 def test_global_extreme_at_every_cell(cells, dtype):
     """A global max / min of small planes combines its partials by a tree of vector

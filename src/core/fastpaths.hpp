@@ -327,56 +327,47 @@ inline V halve(V t) {
 // time, a global pool of 7x7 planes waited on each plane's chain of six vector adds.
 template <class R, class T, class A, int M>
 inline void reduce_small_planes(const T *src, i64 cells, A *acc) {
+    // the partials in K registers of L lanes, the tree and the tail in them too: as
+    // scalars, a max's data-dependent selects were branches, half of them mispredicted on
+    // random data (a global max of 7x7 float32 planes took 6.8x its mean's time on Zen 3
+    // avx2, float16 3x PyTorch's). Wider vectors than the level's, left to GCC, became
+    // scalar code.
     constexpr int P = 8;
-    if constexpr (std::is_same<T, A>::value) {
-        // the partials in K registers of L lanes, the tree and the tail in them too: as
-        // scalars, a max's data-dependent selects were branches, half of them mispredicted
-        // on random data (a global max of 7x7 float32 planes took 6.8x its mean's time on
-        // Zen 3 avx2). Wider vectors than the level's, left to GCC, became scalar code.
-        constexpr int W = static_cast<int>(std::min<i64>(P * sizeof(A), kVectorBytes));
-        constexpr int L = W / static_cast<int>(sizeof(A)), K = P / L;
-        typedef A Part __attribute__((vector_size(W)));
-        typedef A PartIn __attribute__((vector_size(W), aligned(alignof(A))));
-        Part v[M][K];
-        for (int m = 0; m < M; ++m)
-            for (int k = 0; k < K; ++k)
-                for (int j = 0; j < L; ++j) v[m][k][j] = R::template identity<A>();
-        i64 i = 0;
-        for (; i + P <= cells; i += P)
-            for (int m = 0; m < M; ++m)
-                for (int k = 0; k < K; ++k)
-                    v[m][k] = combine<R>(*reinterpret_cast<const PartIn *>(src + m * cells + i + k * L), v[m][k]);
-        for (int m = 0; m < M; ++m) {
-            Part *t = v[m];
-            for (int n = K / 2; n >= 1; n /= 2)  // the tree's steps across registers
-                for (int k = 0; k < n; ++k) t[k] = combine<R>(t[k + n], t[k]);
-            Part u = t[0];
-            if constexpr (L >= 8) u = halve<R, L, 4>(u);  // and within one
-            if constexpr (L >= 4) u = halve<R, L, 2>(u);
-            u = halve<R, L, 1>(u);
-            for (i64 k = i; k < cells; ++k) {  // lane 0 holds the total
-                Part c = u;
-                c[0] = src[m * cells + k];
-                u = combine<R>(c, u);
-            }
-            acc[m] = u[0];
+    constexpr int W = static_cast<int>(std::min<i64>(P * sizeof(A), kVectorBytes));
+    constexpr int L = W / static_cast<int>(sizeof(A)), K = P / L;
+    typedef A Part __attribute__((vector_size(W)));
+    typedef A PartIn __attribute__((vector_size(W), aligned(alignof(A))));
+    auto load = [](const T *s) {
+        if constexpr (std::is_same<T, A>::value) {
+            return *reinterpret_cast<const PartIn *>(s);
+        } else {  // float16: converted lane by lane (F16C where the level has it)
+            Part v;
+            for (int j = 0; j < L; ++j) v[j] = static_cast<A>(s[j]);
+            return v;
         }
-    } else {
-        A part[M][P];
+    };
+    Part v[M][K];
+    for (int m = 0; m < M; ++m)
+        for (int k = 0; k < K; ++k)
+            for (int j = 0; j < L; ++j) v[m][k][j] = R::template identity<A>();
+    i64 i = 0;
+    for (; i + P <= cells; i += P)
         for (int m = 0; m < M; ++m)
-            for (int j = 0; j < P; ++j) part[m][j] = R::template identity<A>();
-        i64 i = 0;
-        for (; i + P <= cells; i += P)
-            for (int m = 0; m < M; ++m)
-                for (int j = 0; j < P; ++j) part[m][j] = combine<R>(static_cast<A>(src[m * cells + i + j]), part[m][j]);
-        for (int m = 0; m < M; ++m) {
-            A *q = part[m];
-            for (int j = 0; j < 4; ++j) q[j] = combine<R>(q[j + 4], q[j]);  // the same tree
-            for (int j = 0; j < 2; ++j) q[j] = combine<R>(q[j + 2], q[j]);
-            A total = combine<R>(q[1], q[0]);
-            for (i64 k = i; k < cells; ++k) total = combine<R>(static_cast<A>(src[m * cells + k]), total);
-            acc[m] = total;
+            for (int k = 0; k < K; ++k) v[m][k] = combine<R>(load(src + m * cells + i + k * L), v[m][k]);
+    for (int m = 0; m < M; ++m) {
+        Part *t = v[m];
+        for (int n = K / 2; n >= 1; n /= 2)  // the tree's steps across registers
+            for (int k = 0; k < n; ++k) t[k] = combine<R>(t[k + n], t[k]);
+        Part u = t[0];
+        if constexpr (L >= 8) u = halve<R, L, 4>(u);  // and within one
+        if constexpr (L >= 4) u = halve<R, L, 2>(u);
+        u = halve<R, L, 1>(u);
+        for (i64 k = i; k < cells; ++k) {  // lane 0 holds the total
+            Part c = u;
+            c[0] = static_cast<A>(src[m * cells + k]);
+            u = combine<R>(c, u);
         }
+        acc[m] = u[0];
     }
 }
 
