@@ -315,6 +315,22 @@ def test_channels_last_backward_of_overlapping_windows(channels, batch):
         ndpool.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("shape", [(7, 9, 24), (6, 8, 13), (5, 130, 260)])
+def test_channels_last_backward_targets_of_dilated_and_wide_rows(shape):
+    """At baseline the channels-last max backward splits 8-bit codes into target offsets
+    in SSE2's 16-bit lanes, its steps scaled by the lanes: dilated taps, a lane count
+    that leaves a scalar tail, and a row of 130 x 260 lanes whose scaled step passes 16
+    bits (the table's way) all send dy where the reference does."""
+    rng = np.random.default_rng(shape[-1])
+    x = np.round(data(rng, (2,) + shape, np.float32))
+    for op, k, s, pad, dil in ((ndpool.max_pool2d, 3, 1, 1, 2), (ndpool.min_pool2d, (2, 4), 1, (1, 2), 1),
+                               (ndpool.max_pool2d, 5, 2, 2, 1)):
+        (y, pb_ref), (_, pb_got) = both(
+            lambda: ndpool.vjp(op, x, k, s, pad, dilation=dil, layout="channels_last"))
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        np.testing.assert_allclose(pb_got(dy), pb_ref(dy), rtol=1e-6, atol=1e-6, err_msg=f"{op.__name__} {k}")
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_channels_last_rows_match(seed):
     rng = np.random.default_rng(seed)
