@@ -9,6 +9,8 @@
 //    H in L1-sized bands; running winners and running sums for vjp and large averages.
 #pragma once
 
+#include <utility>
+
 #include "engine.hpp"
 
 namespace ndpool {
@@ -309,15 +311,12 @@ constexpr i64 kVectorBytes = 32;
 constexpr i64 kVectorBytes = 16;
 #endif
 
-// Lane j of t (L lanes) combined with lane j + H, into lane j: one step of a tree.
-template <class R, int L, int H, class V>
-inline V halve(V t) {
-    if constexpr (L == 8 && H == 4) return combine<R>(__builtin_shufflevector(t, t, 4, 5, 6, 7, 4, 5, 6, 7), t);
-    else if constexpr (L == 8 && H == 2) return combine<R>(__builtin_shufflevector(t, t, 2, 3, 2, 3, 2, 3, 2, 3), t);
-    else if constexpr (L == 8) return combine<R>(__builtin_shufflevector(t, t, 1, 1, 1, 1, 1, 1, 1, 1), t);
-    else if constexpr (L == 4 && H == 2) return combine<R>(__builtin_shufflevector(t, t, 2, 3, 2, 3), t);
-    else if constexpr (L == 4) return combine<R>(__builtin_shufflevector(t, t, 1, 1, 1, 1), t);
-    else return combine<R>(__builtin_shufflevector(t, t, 1, 1), t);
+// The tree within one register of lanes J...: lane j combined with lane j + H into lane
+// j, for H = half the lanes, then a quarter, down to 1; lane 0 ends with the total.
+template <class R, int H, class V, int... J>
+inline V fold_lanes(V t, std::integer_sequence<int, J...> lanes) {
+    if constexpr (H == 0) return t;
+    else return fold_lanes<R, H / 2>(combine<R>(__builtin_shufflevector(t, t, (J % H + H)...), t), lanes);
 }
 
 // M planes of `cells` cells each (lanes == 1), one after another from src, into acc[M]:
@@ -358,10 +357,7 @@ inline void reduce_small_planes(const T *src, i64 cells, A *acc) {
         Part *t = v[m];
         for (int n = K / 2; n >= 1; n /= 2)  // the tree's steps across registers
             for (int k = 0; k < n; ++k) t[k] = combine<R>(t[k + n], t[k]);
-        Part u = t[0];
-        if constexpr (L >= 8) u = halve<R, L, 4>(u);  // and within one
-        if constexpr (L >= 4) u = halve<R, L, 2>(u);
-        u = halve<R, L, 1>(u);
+        Part u = fold_lanes<R, L / 2>(t[0], std::make_integer_sequence<int, L>{});  // and within one
         for (i64 k = i; k < cells; ++k) {  // lane 0 holds the total
             Part c = u;
             c[0] = static_cast<A>(src[m * cells + k]);
