@@ -140,14 +140,6 @@ float tricky_float() {
     }
 }
 
-float finite_float() {
-    switch (uniform(0, 5)) {
-    case 0: return from_bits(0x80000000u);
-    case 1: return 0.0f;
-    default: return std::uniform_real_distribution<float>(-100.0f, 100.0f)(rng);
-    }
-}
-
 // A code near the keys: one of them, its neighbours, or one that differs from a key in
 // the high byte only (a way that compared 8 bits of a 16-bit code would take it).
 template <class I>
@@ -270,80 +262,6 @@ void check_pairs_row_other_types() {
           "pairs_row<float, uint32_t> must do nothing and return 0");
 }
 
-// ---- scatter_lanes
-
-// lanes l of [l0, l1) add gy[l] to cell[rel[a[l]] * lanes + l]
-template <class I>
-void scatter_reference(const float *gy, const I *a, float *cell, const int32_t *rel, i64 lanes, i64 l0, i64 l1) {
-    for (i64 l = l0; l < l1; ++l) cell[static_cast<i64>(rel[a[l]]) * lanes + l] += gy[l];
-}
-
-template <class I>
-void check_scatter_lanes(int trials) {
-    const bool has_way = level == "avx512";  // AVX2 and NEON have no scatter
-    Region gy_mem(512 * sizeof(float)), a_mem(512 * sizeof(I)), rel_mem(64 * sizeof(int32_t)),
-        cell_mem(64 * 128 * sizeof(float));
-    std::vector<float> want, start;
-    for (i64 width = 0; width <= 100; ++width)
-        for (int trial = 0; trial < trials; ++trial) {
-            const bool at_guard = trial % 2 == 0;
-            const i64 l0 = trial < 2 ? 0 : uniform(0, 19), l1 = l0 + width, lanes = l1 + uniform(0, 3);
-            const i64 taps = uniform(1, 27), span = uniform(1, 40);  // tap codes < taps, offsets < span
-            std::snprintf(current, sizeof current,
-                          "scatter_lanes<float, %s, float> lanes [%lld, %lld) of %lld, taps=%lld trial %d (%s)",
-                          code_name<I>(), static_cast<long long>(l0), static_cast<long long>(l1),
-                          static_cast<long long>(lanes), static_cast<long long>(taps), trial,
-                          at_guard ? "arrays at a guard page" : "skewed");
-            // gy and a end at lane l1: a way that reads past the lanes it was given stops here
-            float *gy = gy_mem.place<float>(l1, at_guard, static_cast<int>(uniform(0, 15)));
-            I *a = a_mem.place<I>(l1, at_guard, static_cast<int>(uniform(0, 63)));
-            int32_t *rel = rel_mem.place<int32_t>(taps, at_guard, static_cast<int>(uniform(0, 15)));
-            float *cell = cell_mem.place<float>(span * lanes, at_guard, static_cast<int>(uniform(0, 15)));
-            for (i64 t = 0; t < taps; ++t) rel[t] = static_cast<int32_t>(uniform(0, span - 1));
-            rel[uniform(0, taps - 1)] = static_cast<int32_t>(span - 1);  // reach the last row of cells
-            for (i64 l = 0; l < l1; ++l) gy[l] = tricky_float(), a[l] = static_cast<I>(uniform(0, taps - 1));
-            // the cells hold no NaN, so that every NaN sum takes gy's payload
-            for (i64 c = 0; c < span * lanes; ++c) cell[c] = uniform(0, 9) ? finite_float() : from_bits(0xff800000u);
-            start.assign(cell, cell + span * lanes);
-
-            const i64 done = ndpool::simd::scatter_lanes<float, I, float>(gy, a, cell, rel, lanes, l0, l1);
-            check(done >= l0 && done <= l1, "returned " + std::to_string(done) + ", outside [l0, l1]");
-            if (done < l0 || done > l1) continue;
-            if (!has_way)
-                check(done == l0, "only avx512 has a scatter, yet " + level + " returned " + std::to_string(done));
-            else
-                check(l1 - done < 16, "the avx512 way left " + std::to_string(l1 - done) + " lanes (16 or more)");
-            want = start;
-            scatter_reference<I>(gy, a, want.data(), rel, lanes, l0, done);
-            check(same_bits(cell, want.data(), want.size()) && cell_mem.margin_intact(),
-                  "after the vector way alone (lanes up to " + std::to_string(done) + "): the cells differ");
-            scatter_reference<I>(gy, a, cell, rel, lanes, done, l1);  // the caller's loop is this one
-            scatter_reference<I>(gy, a, want.data(), rel, lanes, done, l1);
-            check(same_bits(cell, want.data(), want.size()) && cell_mem.margin_intact(),
-                  "after the portable loop: the cells differ from the reference, or it wrote outside them");
-        }
-}
-
-// Only float sums of float gradients with 8- or 16-bit codes have a vector way.
-void check_scatter_lanes_other_types() {
-    std::snprintf(current, sizeof current, "scatter_lanes for double and uint32_t codes");
-    using ndpool::simd::scatter_lanes;
-    const i64 lanes = 48, l0 = 3;
-    const int32_t rel[1] = {0};
-    std::vector<float> gyf(lanes, 1.0f), cellf(lanes, 0.0f);
-    std::vector<double> gyd(lanes, 1.0), celld(lanes, 0.0);
-    std::vector<uint8_t> a8(lanes, 0);
-    std::vector<uint32_t> a32(lanes, 0);
-    check(scatter_lanes<float, uint8_t, double>(gyf.data(), a8.data(), celld.data(), rel, lanes, l0, lanes) == l0,
-          "scatter_lanes<float, uint8_t, double> must return l0");
-    check(scatter_lanes<double, uint8_t, double>(gyd.data(), a8.data(), celld.data(), rel, lanes, l0, lanes) == l0,
-          "scatter_lanes<double, uint8_t, double> must return l0");
-    check(scatter_lanes<float, uint32_t, float>(gyf.data(), a32.data(), cellf.data(), rel, lanes, l0, lanes) == l0,
-          "scatter_lanes<float, uint32_t, float> must return l0");
-    check(celld == std::vector<double>(lanes, 0.0) && cellf == std::vector<float>(lanes, 0.0f),
-          "scatter_lanes without a vector way must leave the cells alone");
-}
-
 }  // namespace
 
 // ---- stream_copy: every value copied bit for bit, at any misalignment and length (the
@@ -459,9 +377,6 @@ int main(int argc, char **argv) {
     check_pairs_row<uint8_t>(12);
     check_pairs_row<uint16_t>(12);
     check_pairs_row_other_types();
-    check_scatter_lanes<uint8_t>(8);
-    check_scatter_lanes<uint16_t>(8);
-    check_scatter_lanes_other_types();
     check_stream_copy<float>(6);
     check_stream_copy<double>(6);
     check_deinterleave(8);

@@ -191,35 +191,6 @@ inline i64 narrow_targets(const uint8_t *a, const int32_t *origin, int32_t shift
     return j;
 }
 
-// Channels-last max/min backward of one output cell over lanes [l0, l1): lane l adds
-// gy[l] to cell[rel[a[l]] * lanes + l] (rel: the window's tap offsets in cells). AVX-512
-// does 16 lanes a step with a gather of the offsets and a gather/scatter of the sums
-// (lanes are distinct, so no two updates in one vector meet); AVX2 and NEON have no
-// scatter, and the caller's scalar loop is as fast as a gather-then-store form there.
-// Returns the first lane left to the caller.
-template <class T, class I, class A>
-inline i64 scatter_lanes(const T *gy, const I *a, A *cell, const int32_t *rel, i64 lanes, i64 l0, i64 l1) {
-#if defined(__AVX512F__)
-    if constexpr (std::is_same<T, float>::value && std::is_same<A, float>::value && sizeof(I) <= 2) {
-        const __m512i step = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-        const __m512i wide = _mm512_set1_epi32(static_cast<int32_t>(lanes));
-        i64 l = l0;
-        for (; l + 16 <= l1; l += 16) {
-            __m512i k;
-            if constexpr (sizeof(I) == 1) k = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(a + l)));
-            else k = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + l)));
-            const __m512i tap = _mm512_mullo_epi32(_mm512_i32gather_epi32(k, rel, 4), wide);
-            const __m512i where = _mm512_add_epi32(_mm512_add_epi32(tap, step), _mm512_set1_epi32(static_cast<int32_t>(l)));
-            const __m512 sum = _mm512_add_ps(_mm512_i32gather_ps(where, cell, 4), _mm512_loadu_ps(gy + l));
-            _mm512_i32scatter_ps(cell, where, sum, 4);
-        }
-        return l;
-    }
-#endif
-    (void)gy, (void)a, (void)cell, (void)rel, (void)lanes, (void)l1;
-    return l0;
-}
-
 // A non-temporal store of one register's worth of values (V, a vector type of the
 // level's width) at p, aligned to that width: it bypasses the caches, so an output
 // too big to stay in them is written without first reading every line it fills. Whole
