@@ -79,15 +79,23 @@ public:
             std::lock_guard<std::mutex> lock(mutex_);
             job_ = &work;
             helpers_wanted_ = want - 1;
-            helpers_done_ = 0;
+            helpers_done_.store(0);
             ++generation_;
             published_.store(generation_, std::memory_order_release);
         }
         wake_.notify_all();
         work();
+        // the helpers' last chunks end within microseconds of the caller's: wait for them
+        // spinning, as they wait for work, before sleeping (a wake-up costs tens of them)
+        const int helpers = want - 1;
+        const auto until = std::chrono::steady_clock::now() + kSpin;
+        while (helpers_done_.load(std::memory_order_acquire) != helpers) {
+            for (int i = 0; i < 32; ++i) pause();
+            if (std::chrono::steady_clock::now() >= until) break;
+        }
         {
             std::unique_lock<std::mutex> lock(mutex_);
-            done_.wait(lock, [&] { return helpers_done_ == helpers_wanted_; });
+            done_.wait(lock, [&] { return helpers_done_.load() == helpers_wanted_; });
             job_ = nullptr;
         }
         if (failure) std::rethrow_exception(failure);
@@ -146,8 +154,8 @@ private:
             }
             (*job)();
             {
-                std::lock_guard<std::mutex> lock(mutex_);
-                ++helpers_done_;
+                std::lock_guard<std::mutex> lock(mutex_);  // under the lock: a sleeping caller sees it
+                helpers_done_.fetch_add(1, std::memory_order_release);
             }
             done_.notify_all();
         }
@@ -159,7 +167,8 @@ private:
     std::condition_variable wake_, done_;
     std::vector<std::thread> workers_;
     std::function<void()> *job_ = nullptr;
-    int helpers_wanted_ = 0, helpers_done_ = 0;
+    int helpers_wanted_ = 0;
+    std::atomic<int> helpers_done_{0};  // read by the caller's spin without the lock
     uint64_t generation_ = 0;
     std::atomic<uint64_t> published_{0};  // generation_, readable without the lock
     static constexpr std::chrono::microseconds kSpin{300};  // covers the Python between two calls
