@@ -301,8 +301,9 @@ void forward_rows(const T *x, const Geometry &g, const Outputs &out) {
 }
 
 // The width the vector code below is written for: one register of the level
-// (64 bytes AVX-512, 32 AVX2, 16 SSE2 and NEON). A row rounded up to a wider unit would
-// spend a fifth of every pass on sppf's 40-cell rows past their end (48 cells).
+// (64 bytes AVX-512, 32 AVX2, 16 SSE2 and NEON), but channels-first rows take at most 32
+// (kValues): a row rounded up to a wider unit spends a fifth of every pass on sppf's
+// 40-cell rows past their end (48 cells).
 #if defined(__AVX512F__)
 constexpr i64 kVectorBytes = 64;
 #elif defined(__AVX2__)
@@ -474,19 +475,27 @@ inline i64 round_up(i64 n, i64 v) { return (n + v - 1) / v * v; }
 
 // One vector register's worth of A (GCC's vector types: the same source compiles to
 // the level's instructions, and a max/min of two is one instruction where the level has it).
-template <class A>
+template <class A, i64 V>
 struct VectorOf {
-    typedef A type __attribute__((vector_size(kVectorBytes)));
-    typedef A unaligned __attribute__((vector_size(kVectorBytes), aligned(alignof(A))));
+    typedef A type __attribute__((vector_size(V * sizeof(A))));
+    typedef A unaligned __attribute__((vector_size(V * sizeof(A)), aligned(alignof(A))));
 };
-template <class A>
-using Vec = typename VectorOf<A>::type;
+template <class A, i64 V>
+using Vec = typename VectorOf<A, V>::type;
 
-template <class A>
-inline Vec<A> load(const A *p) { return *reinterpret_cast<const typename VectorOf<A>::unaligned *>(p); }
+template <i64 V, class A>
+inline Vec<A, V> load(const A *p) { return *reinterpret_cast<const typename VectorOf<A, V>::unaligned *>(p); }
 
-template <class A>
-inline void store(A *p, Vec<A> v) { *reinterpret_cast<typename VectorOf<A>::unaligned *>(p) = v; }
+template <i64 V, class A>
+inline void store(A *p, Vec<A, V> v) { *reinterpret_cast<typename VectorOf<A, V>::unaligned *>(p) = v; }
+
+// The values per vector of the passes over cells of L values: one register of the
+// level, but at most 32 bytes for channels-first rows (L = 1). AVX-512's 16 floats
+// round SPP's 40-cell rows up to 48, and on Zen 5 (1 thread, 8x256x40x40 float32)
+// 32 bytes took spp's forward 3.1 -> 2.0 ms and sppf's 1.5 -> 1.15 ms, while the
+// channels-last lanes kept 64 (spp 1.4 ms there against 3.5 with 32).
+template <class A, i64 L>
+constexpr i64 kValues = (L == 1 ? std::min<i64>(kVectorBytes, 32) : kVectorBytes) / static_cast<i64>(sizeof(A));
 
 // The W windows of one padded row with K taps (K <= 8), unrolled: out[c] = the extreme
 // of pr[c + k L] over k < K for c < n (n a multiple of V; L values a cell: 1 for a
@@ -495,9 +504,9 @@ inline void store(A *p, Vec<A> v) { *reinterpret_cast<typename VectorOf<A>::unal
 template <class R, class A, i64 V, int K, i64 L>
 void row_taps(const A *__restrict pr, i64 n, A *__restrict out) {
     for (i64 c = 0; c < n; c += V) {
-        Vec<A> a = load(pr + c);
-        for (int k = 1; k < K; ++k) a = combine<R>(load(pr + c + k * L), a);
-        store(out + c, a);
+        Vec<A, V> a = load<V>(pr + c);
+        for (int k = 1; k < K; ++k) a = combine<R>(load<V>(pr + c + k * L), a);
+        store<V>(out + c, a);
     }
 }
 
@@ -510,9 +519,9 @@ constexpr i64 kSegment = 512;
 template <class R, class A, i64 V>
 inline void span_taps(const A *__restrict cur, i64 s, i64 last, i64 n, i64 J, A *__restrict out) {
     for (i64 c = 0; c < n; c += V) {
-        Vec<A> a = load(cur + c);
-        for (i64 j = 1; j + 1 < J; ++j) a = combine<R>(load(cur + c + j * s), a);
-        store(out + c, combine<R>(load(cur + c + last), a));
+        Vec<A, V> a = load<V>(cur + c);
+        for (i64 j = 1; j + 1 < J; ++j) a = combine<R>(load<V>(cur + c + j * s), a);
+        store<V>(out + c, combine<R>(load<V>(cur + c + last), a));
     }
 }
 
@@ -560,7 +569,7 @@ struct RowSpans {
             A *next = t1;
             for (i64 span = 1; span < s; span *= 2) {
                 const i64 m = round_up(n_seg + (kW - 2 * span) * L, V);
-                for (i64 c = 0; c < m; c += V) store(next + c, combine<R>(load(cur + c + span * L), load(cur + c)));
+                for (i64 c = 0; c < m; c += V) store<V>(next + c, combine<R>(load<V>(cur + c + span * L), load<V>(cur + c)));
                 cur = next, next = next == t1 ? t2 : t1;
             }
             if constexpr (kUnrolledFor<R, A>) taps(cur, s * L, (kW - s) * L, n_seg, out + c0);
@@ -571,16 +580,15 @@ struct RowSpans {
 
 // Stores U vectors to one output row: all U * V values, or (a row's or a chunk's end) the first n.
 // `stream`: around the caches (simd::stream), y aligned to whole lines.
-template <class T, class A, i64 U>
-inline void put_strip(T *__restrict y, const Vec<A> (&v)[U], i64 n, bool stream = false) {
-    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+template <class T, class A, i64 U, i64 V>
+inline void put_strip(T *__restrict y, const Vec<A, V> (&v)[U], i64 n, bool stream = false) {
     if (n >= U * V) {
         if constexpr (std::is_same<T, A>::value) {
             if (stream && simd::stream(y, v[0])) {
                 for (i64 u = 1; u < U; ++u) simd::stream(y + u * V, v[u]);
                 return;
             }
-            for (i64 u = 0; u < U; ++u) store(y + u * V, v[u]);
+            for (i64 u = 0; u < U; ++u) store<V>(y + u * V, v[u]);
         } else {
             for (i64 u = 0; u < U; ++u)
                 for (i64 l = 0; l < V; ++l) y[u * V + l] = static_cast<T>(v[u][l]);
@@ -601,7 +609,7 @@ inline void put_strip(T *__restrict y, const Vec<A> (&v)[U], i64 n, bool stream 
 // four times the instructions.
 template <class A, i64 L, class F>
 inline void each_strip(i64 cells, i64 lanes, i64 valid, F &&strip) {
-    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    constexpr i64 V = kValues<A, L>;
     if constexpr (L > 1) {
         constexpr i64 U = L / V < 4 ? L / V : 4;
         for (i64 o = 0; o < cells; ++o)
@@ -628,14 +636,14 @@ struct Place {
 // of w's rows [0, K) (`wline` apart) at o, over `cells` cells.
 template <class R, class T, class A, int K, i64 L>
 void column_taps(const A *__restrict w, i64 wline, T *__restrict y, i64 cells, Place at) {
-    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    constexpr i64 V = kValues<A, L>;
     each_strip<A, L>(cells, at.lanes, at.valid, [=](i64 c, auto units, i64 n, i64 yo) {
         constexpr i64 U = decltype(units)::value;
-        Vec<A> a[U];
-        for (i64 u = 0; u < U; ++u) a[u] = load(w + c + u * V);
+        Vec<A, V> a[U];
+        for (i64 u = 0; u < U; ++u) a[u] = load<V>(w + c + u * V);
         for (int t = 1; t < K; ++t)
-            for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load(w + t * wline + c + u * V), a[u]);
-        put_strip<T, A, U>(y + yo, a, n, at.stream);
+            for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load<V>(w + t * wline + c + u * V), a[u]);
+        put_strip<T, A, U, V>(y + yo, a, n, at.stream);
     });
 }
 
@@ -647,29 +655,29 @@ void column_taps(const A *__restrict w, i64 wline, T *__restrict y, i64 cells, P
 template <class R, class T, class A, i64 L>
 void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__restrict S, T *__restrict y,
                    i64 cells, Place at) {
-    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    constexpr i64 V = kValues<A, L>;
     each_strip<A, L>(cells, at.lanes, at.valid, [=](i64 c, auto units, i64 n, i64 yo) {
         constexpr i64 U = decltype(units)::value;
         const A *col = w + c;
-        Vec<A> a[U];
+        Vec<A, V> a[U];
         for (i64 u = 0; u < U; ++u) {
-            a[u] = load(col + (kH - 1) * wline + u * V);
-            store(S + ((kH - 1) * U + u) * V, a[u]);
+            a[u] = load<V>(col + (kH - 1) * wline + u * V);
+            store<V>(S + ((kH - 1) * U + u) * V, a[u]);
         }
         for (i64 t = kH - 2; t >= 0; --t)
             for (i64 u = 0; u < U; ++u) {
-                a[u] = combine<R>(a[u], load(col + t * wline + u * V));
-                store(S + (t * U + u) * V, a[u]);
+                a[u] = combine<R>(a[u], load<V>(col + t * wline + u * V));
+                store<V>(S + (t * U + u) * V, a[u]);
             }
-        put_strip<T, A, U>(y + yo, a, n, at.stream);  // the window that is the block
+        put_strip<T, A, U, V>(y + yo, a, n, at.stream);  // the window that is the block
         const A *next = col + kH * wline;  // the next block's rows, in order
-        for (i64 u = 0; u < U; ++u) a[u] = load(next + u * V);
+        for (i64 u = 0; u < U; ++u) a[u] = load<V>(next + u * V);
         for (i64 t = 1; t < std::min(kH, count); ++t) {
             if (t > 1)
-                for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load(next + (t - 1) * wline + u * V), a[u]);
-            Vec<A> v[U];
-            for (i64 u = 0; u < U; ++u) v[u] = combine<R>(a[u], load(S + (t * U + u) * V));
-            put_strip<T, A, U>(y + t * at.row + yo, v, n, at.stream);
+                for (i64 u = 0; u < U; ++u) a[u] = combine<R>(load<V>(next + (t - 1) * wline + u * V), a[u]);
+            Vec<A, V> v[U];
+            for (i64 u = 0; u < U; ++u) v[u] = combine<R>(a[u], load<V>(S + (t * U + u) * V));
+            put_strip<T, A, U, V>(y + t * at.row + yo, v, n, at.stream);
         }
     });
 }
@@ -679,7 +687,7 @@ void column_blocks(const A *__restrict w, i64 wline, i64 count, i64 kH, A *__res
 // along H are compile-time constants.
 template <class Q, class T, class A, i64 L>
 struct SeparablePasses {
-    static constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    static constexpr i64 V = kValues<A, L>;
     using Row = void (*)(const A *, i64, A *);
     using Column = void (*)(const A *, i64, T *, i64, Place);
     Row row = nullptr;
@@ -720,7 +728,7 @@ struct SeparablePasses {
 template <class R, class T, class A, i64 L>
 void forward_separable(const T *x, const Geometry &g, const Outputs &out) {
     const Axis &H = g.axis[1], &W = g.axis[2];
-    constexpr i64 V = kVectorBytes / static_cast<i64>(sizeof(A));
+    constexpr i64 V = kValues<A, L>;
     static_assert(L == 1 || L % V == 0, "a chunk of lanes is whole vectors");
     const i64 kH = H.kernel, kW = W.kernel, oH = H.n_out, oW = W.n_out;
     const i64 length = oW + kW - 1;
@@ -760,7 +768,7 @@ void forward_separable(const T *x, const Geometry &g, const Outputs &out) {
             // returns whether a copied value was a NaN (never, for integers)
             auto passes = [&](auto reducer, const auto &k) {
                 using Q = decltype(reducer);
-                Vec<A> seen{};  // lanes that met a NaN hold one
+                Vec<A, V> seen{};  // lanes that met a NaN hold one
                 bool seen_tail = false;
                 auto copy = [&](i64 j) {
                     const i64 h = h0 + j;
@@ -769,8 +777,8 @@ void forward_separable(const T *x, const Geometry &g, const Outputs &out) {
                     A *to = pr + (j & 1) * plen;
                     auto vectors = [&](const auto *from, A *into, i64 count) {  // count a multiple of V
                         for (i64 i = 0; i < count; i += V) {
-                            const Vec<A> v = load(from + i);
-                            store(into + i, v);
+                            const Vec<A, V> v = load<V>(from + i);
+                            store<V>(into + i, v);
                             if constexpr (std::numeric_limits<A>::has_quiet_NaN) seen = v != v ? v : seen;
                         }
                     };
