@@ -86,11 +86,13 @@ public:
         wake_.notify_all();
         work();
         // the helpers' last chunks end within microseconds of the caller's: wait for them
-        // spinning, as they wait for work, before sleeping (a wake-up costs tens of them)
+        // spinning, as they wait for work, before sleeping (a wake-up costs tens of them);
+        // yielding, so that a helper waiting for this core (more threads than cores) runs
         const int helpers = want - 1;
         const auto until = std::chrono::steady_clock::now() + kSpin;
         while (helpers_done_.load(std::memory_order_acquire) != helpers) {
             for (int i = 0; i < 32; ++i) pause();
+            std::this_thread::yield();
             if (std::chrono::steady_clock::now() >= until) break;
         }
         {
